@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sealvm needs (when run as root), or says exactly what to install.
+# Usage: deps.sh build|test|bench
+set -euo pipefail
+need=(gcc make binutils libc6-dev libssl-dev libjansson-dev libxxhash-dev openssl)
+case "${1:-build}" in
+  build) ;;
+  test)  need+=(clang iproute2 qemu-system-x86 procps psmisc) ;;
+  bench) need+=(qemu-system-x86 gnuplot-nox openssl iproute2) ;;
+esac
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "sealvm: missing Debian packages; run as root: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "sealvm: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null 2>&1 || true
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
