@@ -1,0 +1,216 @@
+#include "vm/vm.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Region KVM needs on Intel for its real-mode TSS and identity map: below 4 GiB,
+ * outside RAM and any MMIO (as kvmtool and Firecracker place it). */
+#define TSS_ADDR 0xfffbd000ULL
+#define IDENTITY_MAP_ADDR 0xfffbc000ULL
+
+static int set_slot(struct vm *vm, int i, uint32_t flags, struct err *e)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = (uint32_t)i,
+		.flags = flags,
+		.guest_phys_addr = vm->slots[i].gpa,
+		.memory_size = vm->slots[i].size,
+		.userspace_addr = (uint64_t)(uintptr_t)(vm->ram + vm->slots[i].ram_offset),
+	};
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+		return err_sys(e, -errno, "KVM_SET_USER_MEMORY_REGION slot %d", i);
+	return 0;
+}
+
+static void layout_slots(struct vm *vm)
+{
+	uint64_t low = vm->ram_size < LOWMEM_LIMIT ? vm->ram_size : LOWMEM_LIMIT;
+
+	vm->nslots = 1;
+	vm->slots[0] = (struct vm_slot){ .gpa = 0, .size = low, .ram_offset = 0 };
+	if (vm->ram_size > low) {
+		vm->slots[1] = (struct vm_slot){ .gpa = HIGHMEM_BASE, .size = vm->ram_size - low,
+						 .ram_offset = low };
+		vm->nslots = 2;
+	}
+}
+
+int vm_create(struct vm *vm, uint64_t ram_size, struct err *e)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	int r, i;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm_fd = vm->vm_fd = -1;
+	if (ram_size < VM_MIN_RAM || ram_size > VM_MAX_RAM || ram_size % PAGE_SIZE)
+		return err_set(e, -EINVAL, "guest memory size %llu is out of range (2 MiB to 64 GiB, whole pages)",
+			       (unsigned long long)ram_size);
+	vm->ram_size = ram_size;
+	vm->ram_pages = ram_size / PAGE_SIZE;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0)
+		return err_sys(e, -errno, "cannot open /dev/kvm");
+	r = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (r != KVM_API_VERSION) {
+		err_set(e, -ENOTSUP, "KVM API version %d, expected %d", r, KVM_API_VERSION);
+		goto fail;
+	}
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size <= 0) {
+		err_sys(e, -errno, "KVM_GET_VCPU_MMAP_SIZE");
+		goto fail;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		err_sys(e, -errno, "KVM_CREATE_VM");
+		goto fail;
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0) {
+		err_sys(e, -errno, "KVM_SET_TSS_ADDR");
+		goto fail;
+	}
+	{
+		uint64_t idmap = IDENTITY_MAP_ADDR;
+		if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0) {
+			err_sys(e, -errno, "KVM_SET_IDENTITY_MAP_ADDR");
+			goto fail;
+		}
+	}
+
+	/* Reserve without committing: untouched pages stay unallocated (and read as
+	 * zero), so a 4 GiB guest that uses 512 MiB costs 512 MiB. */
+	vm->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (vm->ram == MAP_FAILED) {
+		vm->ram = NULL;
+		err_sys(e, -errno, "cannot reserve %llu MiB of guest memory",
+			(unsigned long long)(ram_size >> 20));
+		goto fail;
+	}
+	/* Huge pages make first-touch several times faster on this kind of host. */
+	madvise(vm->ram, ram_size, MADV_HUGEPAGE);
+	madvise(vm->ram, ram_size, MADV_DONTDUMP);
+
+	layout_slots(vm);
+	for (i = 0; i < vm->nslots; i++) {
+		r = set_slot(vm, i, 0, e);
+		if (r < 0)
+			goto fail;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		err_sys(e, -errno, "KVM_CREATE_IRQCHIP");
+		goto fail;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		err_sys(e, -errno, "KVM_CREATE_PIT2");
+		goto fail;
+	}
+	return 0;
+fail:
+	r = e ? e->code : -EIO;
+	vm_destroy(vm);
+	return r ? r : -EIO;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (vm->ram)
+		munmap(vm->ram, vm->ram_size);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->ram = NULL;
+	vm->vm_fd = vm->kvm_fd = -1;
+}
+
+void *vm_gpa_ptr(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	int i;
+
+	for (i = 0; i < vm->nslots; i++) {
+		struct vm_slot *s = &vm->slots[i];
+		if (gpa >= s->gpa && len <= s->size && gpa - s->gpa <= s->size - len)
+			return vm->ram + s->ram_offset + (gpa - s->gpa);
+	}
+	return NULL;
+}
+
+uint64_t vm_page_gpa(const struct vm *vm, uint64_t p)
+{
+	uint64_t off = p * PAGE_SIZE;
+	int i;
+
+	for (i = 0; i < vm->nslots; i++)
+		if (off >= vm->slots[i].ram_offset && off - vm->slots[i].ram_offset < vm->slots[i].size)
+			return vm->slots[i].gpa + (off - vm->slots[i].ram_offset);
+	return UINT64_MAX;
+}
+
+int vm_irq_line(struct vm *vm, uint32_t gsi, int level)
+{
+	struct kvm_irq_level irq = { .irq = gsi, .level = (uint32_t)level };
+	return ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -errno : 0;
+}
+
+int vm_dirty_log_start(struct vm *vm, struct err *e)
+{
+	int i, r;
+
+	for (i = 0; i < vm->nslots; i++) {
+		r = set_slot(vm, i, KVM_MEM_LOG_DIRTY_PAGES, e);
+		if (r < 0)
+			return r;
+	}
+	vm->dirty_logging = true;
+	return 0;
+}
+
+int vm_dirty_log_stop(struct vm *vm, struct err *e)
+{
+	int i, r;
+
+	for (i = 0; i < vm->nslots; i++) {
+		r = set_slot(vm, i, 0, e);
+		if (r < 0)
+			return r;
+	}
+	vm->dirty_logging = false;
+	return 0;
+}
+
+int vm_dirty_log_fetch(struct vm *vm, uint64_t *bitmap, struct err *e)
+{
+	int i;
+
+	for (i = 0; i < vm->nslots; i++) {
+		struct vm_slot *s = &vm->slots[i];
+		uint64_t pages = s->size / PAGE_SIZE, words = (pages + 63) / 64, w;
+		uint64_t first = s->ram_offset / PAGE_SIZE;
+		uint64_t *buf = calloc(words, sizeof(uint64_t));
+		struct kvm_dirty_log log = { .slot = (uint32_t)i, .dirty_bitmap = buf };
+
+		if (!buf)
+			return err_set(e, -ENOMEM, "dirty bitmap");
+		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+			free(buf);
+			return err_sys(e, -errno, "KVM_GET_DIRTY_LOG slot %d", i);
+		}
+		if (first % 64 == 0) {
+			/* slot boundaries are 3 GiB aligned: whole words line up */
+			for (w = 0; w < words; w++)
+				bitmap[first / 64 + w] |= buf[w];
+		} else {
+			for (w = 0; w < pages; w++)
+				if (buf[w / 64] & (1ULL << (w % 64)))
+					bitmap[(first + w) / 64] |= 1ULL << ((first + w) % 64);
+		}
+		free(buf);
+	}
+	return 0;
+}
