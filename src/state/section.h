@@ -1,0 +1,120 @@
+/* Versioned state sections, shared by snapshot files and the migration stream.
+ *
+ * Every section is   header {id u32, version u32, seq u64, len u64}
+ *                    payload (len bytes)
+ *                    trailer {xxh3-64 of header and payload}
+ * seq counts sections from 0, so a dropped, duplicated or reordered section is
+ * caught by the reader before its payload is used. A running SHA-256 "transcript"
+ * chains every header and trailer; the END section carries the sender's value so
+ * the receiver can prove it saw exactly the sequence that was sent. */
+#ifndef SEALVM_STATE_SECTION_H
+#define SEALVM_STATE_SECTION_H
+
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <xxhash.h>
+
+#include "util/bstream.h"
+#include "util/err.h"
+
+enum sec_id {
+	SEC_CONFIG = 1,   /* VM shape: RAM size, vCPU count */
+	SEC_PAGES = 2,    /* a batch of RAM pages (state/pages.h) */
+	SEC_VCPU = 3,
+	SEC_VM = 4,       /* irqchip, PIT, clock */
+	SEC_SERIAL = 5,
+	SEC_END = 6,      /* counts and transcript: the stream is complete */
+	/* migration control records */
+	SEC_HELLO = 16,
+	SEC_HELLO_ACK = 17,
+	SEC_READY = 18,
+	SEC_COMMIT = 19,
+	SEC_COMMIT_ACK = 20,
+	SEC_ABORT = 21,
+	SEC_ATTEST_REQ = 22,
+	SEC_ATTEST = 23,
+	SEC_ROUND = 24,   /* start of a pre-copy round (progress marker) */
+	SEC_ID_MAX = 32,
+};
+
+struct sec_hdr {
+	uint32_t id;
+	uint32_t version;
+	uint64_t seq;
+	uint64_t len;
+};
+
+#define SEC_HDR_SIZE 24
+#define SEC_TRAILER_SIZE 8
+
+/* Name of a section id for messages ("PAGES"), "unknown" if none. */
+const char *sec_name(uint32_t id);
+/* Highest payload version this build reads, and the largest payload allowed. */
+uint32_t sec_max_version(uint32_t id);
+uint64_t sec_max_len(uint32_t id);
+
+struct sec_writer {
+	struct bstream *bs;
+	uint64_t seq;
+	uint64_t bytes;        /* header + payload + trailer bytes written */
+	EVP_MD_CTX *transcript;
+	/* open section state */
+	XXH3_state_t *xxh;
+	struct sec_hdr cur;
+	uint64_t cur_written;
+	bool open;
+};
+
+struct sec_reader {
+	struct bstream *bs;
+	uint64_t seq;
+	uint64_t bytes;
+	EVP_MD_CTX *transcript;
+	XXH3_state_t *xxh;
+	struct sec_hdr cur;
+	uint64_t cur_read;
+	bool open;
+	uint8_t pre_end[32];   /* transcript before the END header was read */
+};
+
+int sec_writer_init(struct sec_writer *w, struct bstream *bs, struct err *e);
+void sec_writer_fini(struct sec_writer *w);
+/* Writes a whole section from iovecs. */
+int sec_write(struct sec_writer *w, uint32_t id, uint32_t version, const struct iovec *iov, int n,
+	      struct err *e);
+/* Streaming form: begin with the total length, add pieces, end. */
+int sec_begin(struct sec_writer *w, uint32_t id, uint32_t version, uint64_t len, struct err *e);
+int sec_add(struct sec_writer *w, const struct iovec *iov, int n, struct err *e);
+int sec_end(struct sec_writer *w, struct err *e);
+/* The transcript digest so far (for the END section). */
+void sec_writer_digest(struct sec_writer *w, uint8_t out[32]);
+
+int sec_reader_init(struct sec_reader *r, struct bstream *bs, struct err *e);
+void sec_reader_fini(struct sec_reader *r);
+/* Reads and checks the next header: known id, supported version, bounded length,
+ * expected sequence number. */
+int sec_read_hdr(struct sec_reader *r, struct sec_hdr *h, struct err *e);
+/* Reads the next len bytes of the open section's payload. */
+int sec_read(struct sec_reader *r, void *buf, size_t len, struct err *e);
+/* Reads the trailer and checks the checksum; the whole payload must have been read. */
+int sec_read_end(struct sec_reader *r, struct err *e);
+/* Reads a whole small section into buf (exactly want bytes expected). */
+int sec_read_exact(struct sec_reader *r, const struct sec_hdr *h, void *buf, size_t want, struct err *e);
+void sec_reader_digest(struct sec_reader *r, uint8_t out[32]);
+
+/* END payload. */
+#define END_VERSION 1
+struct sec_end_payload {
+	uint64_t sections;     /* sections before END */
+	uint64_t pages;        /* page records (data + zero) carried */
+	uint8_t transcript[32];
+};
+
+/* Writes END with the number of page entries sent and the transcript so far. */
+int sec_write_end(struct sec_writer *w, uint64_t pages, struct err *e);
+/* Reads END (header already read) and checks section count, page count and transcript. */
+int sec_check_end(struct sec_reader *r, const struct sec_hdr *h, uint64_t pages, struct err *e);
+
+#endif
