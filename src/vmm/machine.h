@@ -1,0 +1,111 @@
+/* A running machine: the VM, its vCPU thread, the port bus and the devices,
+ * with pause/resume and whole-machine state save/load.
+ * Everything that touches KVM state while the guest runs goes through here. */
+#ifndef SEALVM_VMM_MACHINE_H
+#define SEALVM_VMM_MACHINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dev/bus.h"
+#include "dev/debug_exit.h"
+#include "dev/i8042.h"
+#include "dev/serial.h"
+#include "state/section.h"
+#include "util/err.h"
+#include "vm/vcpu.h"
+#include "vm/vm.h"
+
+enum machine_run_state {
+	MACHINE_CREATED,   /* not started */
+	MACHINE_RUNNING,
+	MACHINE_PAUSED,
+	MACHINE_STOPPED,   /* the guest ended, or it was told to stop */
+};
+
+enum machine_stop_reason {
+	STOP_NONE,
+	STOP_DEBUG_EXIT,   /* guest wrote to the debug-exit port */
+	STOP_RESET,        /* i8042 reset or triple fault */
+	STOP_QUIT,         /* control socket `quit` */
+	STOP_MIGRATED,     /* handed over to another host */
+	STOP_ERROR,        /* KVM reported an error */
+};
+
+#define CONFIG_VERSION 1
+/* The machine's shape, sent first so a receiver can build the VM. */
+struct machine_config {
+	uint32_t version;
+	uint32_t nr_vcpus;
+	uint64_t ram_size;
+	uint8_t reserved[48];
+};
+
+struct machine {
+	struct vm vm;
+	struct vcpu *vcpu;
+	struct pio_bus bus;
+	struct serial serial;
+	struct i8042 kbd;
+	struct debug_exit dbg;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool thread_started;
+	enum machine_run_state state;
+	bool pause_req, paused_ack, stop_req;
+	enum machine_stop_reason stop_reason;
+	int exit_status;
+	char stop_msg[256];
+
+	uint64_t exits, io_exits;
+	uint64_t started_ns;
+	uint64_t run_ns, last_resume_ns;   /* time the guest spent running */
+};
+
+/* Creates the VM and devices; serial output goes to serial_fd (-1 drops it). */
+int machine_init(struct machine *m, uint64_t ram_size, int serial_fd, struct err *e);
+void machine_destroy(struct machine *m);
+/* Loads a Multiboot kernel and sets up the boot vCPU. */
+int machine_boot(struct machine *m, const char *kernel, const char *cmdline, struct err *e);
+/* Starts the vCPU thread. */
+int machine_start(struct machine *m, struct err *e);
+/* Stops the vCPU outside KVM_RUN with any port I/O completed; waits for it. */
+void machine_pause(struct machine *m);
+void machine_resume(struct machine *m);
+/* Ends the machine with a reason; wakes machine_wait. */
+void machine_stop(struct machine *m, enum machine_stop_reason why, int status, const char *msg);
+/* Blocks until the machine stops; returns the reason. */
+enum machine_stop_reason machine_wait(struct machine *m);
+enum machine_run_state machine_state(struct machine *m);
+const char *machine_state_name(enum machine_run_state s);
+
+/* State sections. save_state needs the machine paused; it writes SERIAL, VCPU, VM
+ * (devices first, clock last). */
+int machine_save_config(struct machine *m, struct sec_writer *w, struct err *e);
+int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e);
+
+/* Loading: the config section first (machine_init from it), then any PAGES and
+ * state sections via machine_load_section (buffered, validated), then
+ * machine_load_commit applies the buffered state to a fresh vCPU. */
+int machine_config_read(struct sec_reader *r, const struct sec_hdr *h, struct machine_config *c,
+			struct err *e);
+struct machine_loader {
+	struct vcpu_state *vcpu;
+	struct vm_state *vmst;
+	struct serial_state serial;
+	bool have_vcpu, have_vm, have_serial;
+};
+void machine_loader_init(struct machine_loader *l);
+void machine_loader_fini(struct machine_loader *l);
+/* Consumes one section of type VCPU, VM or SERIAL (header already read). */
+int machine_load_section(struct machine_loader *l, struct sec_reader *r, const struct sec_hdr *h,
+			 struct err *e);
+/* Creates the vCPU and loads everything in order; the machine stays paused. */
+int machine_load_commit(struct machine *m, struct machine_loader *l, struct err *e);
+
+uint64_t now_ns(void);
+
+#endif
