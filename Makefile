@@ -2,7 +2,7 @@
 # `make demo` shows a secure migration; `make bench` measures against QEMU.
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
-WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
 BASE    := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) -pthread
 LIBS    := -lssl -lcrypto -ljansson -lxxhash -pthread
 B       := build

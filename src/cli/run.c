@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "control/control.h"
+#include "migrate/migrate.h"
 #include "util/size.h"
 #include "vmm/commands.h"
 #include "vmm/machine.h"
@@ -17,7 +18,7 @@
 
 struct run_opts {
 	const char *kernel, *cmdline, *serial, *control, *restore, *incoming, *tls_dir;
-	uint64_t mem;
+	uint64_t mem, mem_limit;
 };
 
 static void usage(FILE *f)
@@ -28,7 +29,10 @@ static void usage(FILE *f)
 		"options:\n"
 		"  --mem SIZE          guest RAM, e.g. 512M, 4G (default 256M; a bare number is MiB)\n"
 		"  --serial stdio|file:PATH|none   where the guest's COM1 goes (default stdio)\n"
-		"  --control SOCKET    JSON-lines control socket (see `sealvm ctl`)\n");
+		"  --control SOCKET    JSON-lines control socket (see `sealvm ctl`)\n"
+		"  --incoming tls://ADDR:PORT  wait for one VM migrated here (tcp:// is INSECURE)\n"
+		"  --tls-dir DIR       ca.pem, cert.pem, key.pem of this host\n"
+		"  --mem-limit SIZE    refuse incoming VMs larger than SIZE\n");
 }
 
 static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
@@ -38,7 +42,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "mem", required_argument, NULL, 'm' },     { "serial", required_argument, NULL, 's' },
 		{ "control", required_argument, NULL, 'C' }, { "restore", required_argument, NULL, 'r' },
 		{ "incoming", required_argument, NULL, 'i' }, { "tls-dir", required_argument, NULL, 't' },
-		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+		{ "mem-limit", required_argument, NULL, 'L' }, { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
 	};
 	int c;
 
@@ -63,6 +67,10 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 				return err_set(e, -EINVAL, "--mem %s is out of range (2M to 64G)", optarg);
 			if (o->mem % PAGE_SIZE)
 				return err_set(e, -EINVAL, "--mem %s is not a whole number of 4 KiB pages", optarg);
+			break;
+		case 'L':
+			if (parse_size(optarg, 1, &o->mem_limit, e) < 0)
+				return err_wrap(e, "--mem-limit");
 			break;
 		case 'h':
 			usage(stdout);
@@ -150,7 +158,8 @@ int cmd_run(int argc, char **argv)
 	struct run_opts o;
 	struct err e = { 0 };
 	pthread_t in_thr;
-	bool in_started = false;
+	struct incoming in;
+	bool in_started = false, incoming = false;
 	int serial_fd = -1, r, code;
 
 	r = parse_opts(argc, argv, &o, &e);
@@ -177,7 +186,12 @@ int cmd_run(int argc, char **argv)
 		if (r == 0 && (r = machine_boot(&m, o.kernel, o.cmdline, &e)) < 0)
 			machine_destroy(&m);
 	} else {
-		r = err_set(&e, -ENOTSUP, "--incoming: live migration is not built yet");
+		struct incoming_params ip = { .uri = o.incoming, .tls_dir = o.tls_dir, .serial_fd = serial_fd,
+					      .max_ram = o.mem_limit, .timeout_ms = 30000 };
+		r = migrate_incoming(&ip, &m, &in, &e);
+		if (r == 0)
+			fprintf(stderr, "sealvm: incoming VM committed and running\n");
+		incoming = r == 0;
 	}
 	if (r < 0) {
 		fprintf(stderr, "sealvm: %s\n", e.msg);
@@ -190,7 +204,7 @@ int cmd_run(int argc, char **argv)
 		vmm_ctx_fini(&ctx);
 		return 1;
 	}
-	if (machine_start(&m, &e) < 0) {
+	if (!incoming && machine_start(&m, &e) < 0) {
 		fprintf(stderr, "sealvm: %s\n", e.msg);
 		ctl_server_stop(ctl);
 		machine_destroy(&m);
@@ -205,6 +219,8 @@ int cmd_run(int argc, char **argv)
 		pthread_join(in_thr, NULL);
 	code = exit_code(&m);
 	machine_destroy(&m);
+	if (incoming)
+		incoming_fini(&in);
 	vmm_ctx_fini(&ctx);
 	return code;
 }

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "migrate/migrate.h"
 #include "vmm/snapshot.h"
 
 void vmm_ctx_init(struct vmm_ctx *c, struct machine *m, const char *tls_dir)
@@ -85,6 +86,103 @@ static json_t *cmd_snapshot(struct vmm_ctx *c, json_t *req, struct err *e)
 			 gbps(m->vm.ram_size, st.ns));
 }
 
+static void on_progress(void *opaque, const struct migrate_progress *p)
+{
+	struct vmm_ctx *c = opaque;
+	json_t *o = json_pack("{s:s, s:i, s:I, s:f}", "phase", p->phase, "round", (int)p->round,
+			      "remaining_pages", (json_int_t)p->remaining_pages, "rate_mb_s", p->rate_mbps);
+
+	pthread_mutex_lock(&c->progress_lock);
+	json_decref(c->progress);
+	c->progress = o;
+	pthread_mutex_unlock(&c->progress_lock);
+}
+
+static const char *result_name(enum migrate_result r)
+{
+	return r == MIGRATE_COMMITTED ? "committed" : r == MIGRATE_UNCERTAIN ? "uncertain" : "aborted";
+}
+
+/* DESIGN.md §4: what every migration reports. */
+static json_t *report_json(const struct migrate_report *r, const struct migrate_params *p)
+{
+	double secs = (double)r->total_ns / 1e9;
+
+	return json_pack("{s:s, s:s, s:s, s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:b, s:i, "
+			 "s:f, s:f, s:f}",
+			 "result", result_name(r->result), "transport", r->transport ? r->transport : "none",
+			 "cipher", r->cipher, "ram_bytes", (json_int_t)r->ram_bytes,
+			 "total_ms", (double)r->total_ns / 1e6, "downtime_ms", (double)r->downtime_ns / 1e6,
+			 "dest_load_ms", (double)r->dest_load_ns / 1e6, "dest_resume_ms", (double)r->dest_resume_ns / 1e6,
+			 "bytes", (json_int_t)r->bytes_sent, "bytes_received", (json_int_t)r->bytes_received,
+			 "payload_bytes", (json_int_t)r->payload_bytes, "pages_sent", (json_int_t)r->data_pages,
+			 "zero_pages", (json_int_t)r->zero_pages, "zero_markers", (json_int_t)r->zero_markers,
+			 "rounds", (int)r->rounds, "final_pages", (json_int_t)r->final_pages,
+			 "converged", r->converged, "downtime_target_ms", (int)p->downtime_ms,
+			 "src_cpu_s", r->src_cpu_s, "dest_cpu_s", r->dest_cpu_s,
+			 "throughput_mb_s", secs > 0 ? (double)r->bytes_sent / 1e6 / secs : 0.0);
+}
+
+static int get_uint(json_t *req, const char *key, uint32_t def, uint32_t max, uint32_t *out, struct err *e)
+{
+	json_t *v = json_object_get(req, key);
+
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max)
+		return err_set(e, -EINVAL, "\"%s\" must be an integer from 0 to %u", key, max);
+	*out = (uint32_t)json_integer_value(v);
+	return 0;
+}
+
+static json_t *cmd_migrate(struct vmm_ctx *c, json_t *req, struct err *e)
+{
+	struct migrate_params p = { 0 };
+	struct migrate_report rep;
+	json_t *out;
+	int r;
+
+	p.uri = json_string_value(json_object_get(req, "uri"));
+	p.tls_dir = json_string_value(json_object_get(req, "tls_dir"));
+	if (!p.tls_dir)
+		p.tls_dir = c->tls_dir;
+	if (!p.uri) {
+		err_set(e, -EINVAL, "migrate needs a \"uri\" (tls://HOST:PORT)");
+		return NULL;
+	}
+	if (!strncmp(p.uri, "tls://", 6) && !p.tls_dir) {
+		err_set(e, -EINVAL, "migrate to tls:// needs --tls-dir DIR (here or on `sealvm run`)");
+		return NULL;
+	}
+	if (get_uint(req, "downtime_ms", 50, 60000, &p.downtime_ms, e) < 0 ||
+	    get_uint(req, "max_rounds", 30, 1000, &p.max_rounds, e) < 0 ||
+	    get_uint(req, "timeout_ms", 30000, 3600000, &p.timeout_ms, e) < 0 ||
+	    get_uint(req, "outcome_wait_ms", 10000, 3600000, &p.outcome_wait_ms, e) < 0)
+		return NULL;
+	if (pthread_mutex_trylock(&c->op_lock)) {
+		err_set(e, -EBUSY, "another snapshot or migration is in progress");
+		return NULL;
+	}
+	r = migrate_source(c->m, &p, &rep, on_progress, c, e);
+	out = report_json(&rep, &p);
+	pthread_mutex_lock(&c->progress_lock);
+	json_decref(c->progress);
+	c->progress = NULL;
+	json_decref(c->last_migration);
+	c->last_migration = json_incref(out);
+	if (r < 0)
+		json_object_set_new(c->last_migration, "error", json_string(e->msg));
+	pthread_mutex_unlock(&c->progress_lock);
+	pthread_mutex_unlock(&c->op_lock);
+	if (r < 0) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
+}
+
 json_t *vmm_handle(void *opaque, const char *cmd, json_t *req, struct err *e)
 {
 	struct vmm_ctx *c = opaque;
@@ -112,6 +210,8 @@ json_t *vmm_handle(void *opaque, const char *cmd, json_t *req, struct err *e)
 	}
 	if (!strcmp(cmd, "snapshot"))
 		return cmd_snapshot(c, req, e);
+	if (!strcmp(cmd, "migrate"))
+		return cmd_migrate(c, req, e);
 	err_set(e, -EINVAL, "unknown command \"%s\"", cmd);
 	return NULL;
 }

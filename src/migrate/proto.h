@@ -1,0 +1,68 @@
+/* Live-migration protocol records (payloads of state sections, see state/section.h).
+ *
+ * source                          destination
+ *   HELLO {version, RAM, id}  -->
+ *                             <-- HELLO_ACK {accept | refuse + reason}
+ *   ROUND, PAGES ... (pre-copy rounds; vCPUs running)
+ *   PAGES, SERIAL, VCPU, VM, END  (vCPUs paused: stop and copy)
+ *                             <-- READY (verified and loaded, not running) | ABORT
+ *   COMMIT                    -->
+ *                             <-- COMMIT_ACK (running)
+ * A later connection with HELLO flag QUERY asks what became of migration `id`. */
+#ifndef SEALVM_MIGRATE_PROTO_H
+#define SEALVM_MIGRATE_PROTO_H
+
+#include <stdint.h>
+
+#define MIG_PROTO_VERSION 1
+#define MIG_HELLO_QUERY 1u
+
+enum mig_status {
+	MIG_ACCEPT = 0,
+	MIG_REFUSE = 1,
+	MIG_OUTCOME_COMMITTED = 2,  /* answer to a QUERY: the VM runs here */
+	MIG_OUTCOME_ABORTED = 3,    /* answer to a QUERY: discarded here, never ran */
+	MIG_OUTCOME_UNKNOWN = 4,    /* answer to a QUERY: no such migration here */
+};
+
+struct mig_hello {
+	uint32_t proto;
+	uint32_t flags;
+	uint64_t ram_size;
+	uint32_t nr_vcpus;
+	uint32_t pad;
+	uint8_t id[16];
+};
+
+struct mig_hello_ack {
+	uint32_t proto;
+	uint32_t status;
+	char reason[200];
+};
+
+struct mig_round {
+	uint32_t round;
+	uint32_t pad;
+	uint64_t pages;
+};
+
+struct mig_ready {
+	uint64_t pages_received;
+	uint64_t load_ns;          /* destination: END received → state loaded */
+};
+
+struct mig_commit {
+	uint8_t id[16];
+};
+
+struct mig_commit_ack {
+	uint64_t resume_ns;        /* destination: COMMIT received → vCPU running */
+	uint64_t cpu_ns;           /* destination's CPU time spent receiving */
+	uint64_t bytes_received;
+};
+
+struct mig_abort {
+	char reason[256];
+};
+
+#endif
