@@ -46,8 +46,12 @@ int parse_size(const char *s, int default_mib, uint64_t *out, struct err *e)
 		shift = 30;
 		end++;
 		break;
+	case 'T':
+		shift = 40;
+		end++;
+		break;
 	default:
-		return err_set(e, -EINVAL, "size '%s' has an unknown suffix (use K, M or G)", s);
+		return err_set(e, -EINVAL, "size '%s' has an unknown suffix (use K, M, G or T)", s);
 	}
 	if (*end == 'i' || *end == 'B')
 		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
