@@ -16,6 +16,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "channel/channel.h"
 
 static char certs[256];
@@ -82,6 +88,7 @@ struct srv {
 	struct err e, eio;
 	char peer[128];
 	char cipher[64];
+	unsigned char ekm[32];  /* exported keying material (TLS) */
 	pthread_t th;
 };
 
@@ -154,6 +161,9 @@ static void *srv_main(void *arg)
 		return NULL;
 	snprintf(s->peer, sizeof(s->peer), "%s", chan_peer_name(c));
 	snprintf(s->cipher, sizeof(s->cipher), "%s", chan_cipher(c));
+	if (chan_kind(c) == CHAN_TLS)
+		chan_export_keying_material(c, "EXPORTER-sealvm-test", "ctx", 3, s->ekm,
+					    sizeof(s->ekm), NULL);
 	switch (s->mode) {
 	case SRV_ACCEPT:
 		break;
@@ -347,6 +357,25 @@ static void test_tls_roundtrip(void)
 	CHECK_STR(chan_peer_name(c), "hosta");
 	CHECK_STR(chan_cipher(c), "TLS_AES_128_GCM_SHA256");
 	CHECK(chan_fd(c) >= 0);
+	/* channel binding and peer identity for the trust layer */
+	unsigned char ekm[32] = { 0 }, fp[32], want[32];
+	unsigned int fl = 0;
+	CHECK_INT(chan_export_keying_material(c, "EXPORTER-sealvm-test", "ctx", 3, ekm, sizeof(ekm), &e), 0);
+	CHECK_INT(chan_peer_fingerprint(c, fp, &e), 0);
+	CHECK(chan_peer_cert(c) != NULL);
+	{
+		char path[400];
+		FILE *f;
+		X509 *x;
+		snprintf(path, sizeof(path), "%s/cert.pem", dirof("hosta"));
+		f = fopen(path, "r");
+		x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+		CHECK(x && X509_digest(x, EVP_sha256(), want, &fl) == 1 && fl == 32);
+		CHECK(memcmp(fp, want, 32) == 0);
+		X509_free(x);
+		if (f)
+			fclose(f);
+	}
 	/* via the bstream adapter */
 	bs = chan_bstream(c);
 	len = sizeof(msg);
@@ -374,6 +403,8 @@ static void test_tls_roundtrip(void)
 	CHECK_STR(s.peer, "hostb");
 	CHECK_STR(s.cipher, "TLS_AES_128_GCM_SHA256");
 	CHECKF(s.rio == 0, "echo: %s", s.eio.msg);
+	CHECK(memcmp(s.ekm, ekm, sizeof(ekm)) == 0);
+	CHECK(memcmp(ekm, (unsigned char[32]){ 0 }, sizeof(ekm)) != 0);
 
 	/* DNS name verification */
 	port = srv_start(&s, "tls", dirof("hosta"), SRV_ACCEPT);
@@ -416,6 +447,34 @@ static void test_tcp_roundtrip(void)
 	chan_close(c);
 	srv_join(&s);
 	CHECKF(s.rio == 0, "tcp echo: %s", s.eio.msg);
+
+	/* IPv6 literal, if this host has ::1 */
+	struct chan_listener *l = NULL;
+	r = chan_listen("tcp://[::1]:0", NULL, &l, &e);
+	if (r) {
+		printf("  IPv6 skipped: %s\n", e.msg);
+		return;
+	}
+	char uri[64];
+	struct chan *a = NULL;
+	snprintf(uri, sizeof(uri), "tcp://[::1]:%d", chan_listener_port(l));
+	r = chan_connect(uri, NULL, 2000, &c, &e);
+	CHECKF(r == 0, "connect %s: %s", uri, e.msg);
+	if (!r) {
+		CHECK_INT(chan_accept(l, 2000, &a, &e), 0);
+		CHECK_INT(chan_write(c, "v6", 2, &e), 0);
+		CHECK_INT(chan_flush(c, &e), 0);
+		memset(b, 0, sizeof(b));
+		if (a)
+			CHECK_INT(chan_read_full(a, b, 2, &e), 0);
+		CHECK_STR(b, "v6");
+		chan_close(a);
+		chan_close(c);
+	}
+	chan_listener_close(l);
+	/* bad URI */
+	r = chan_connect("udp://127.0.0.1:1", NULL, 100, &c, &e);
+	CHECKF(r == -EINVAL && contains(e.msg, "scheme"), "bad scheme: %d %s", r, e.msg);
 }
 
 /* The client must refuse server_dir's certificate with a message containing want. */
@@ -444,14 +503,22 @@ static void test_refusals(void)
 	struct err e = { 0 };
 	int port, r;
 
-	refuse_server("badca", "127.0.0.1", "not trusted");
+	refuse_server("badca", "127.0.0.1", "not trusted (unable to get local issuer certificate");
 	refuse_server("wrongname", "127.0.0.1", "certificate name mismatch: expected 127.0.0.1");
 	refuse_server("wrongname", "localhost", "certificate name mismatch: expected localhost");
 	refuse_server("expired", "127.0.0.1", "certificate expired");
 
-	/* the server refuses a client whose certificate comes from another CA */
+	/* the server refuses a client whose certificate comes from another CA (the client
+	 * itself trusts the cluster CA, so it gets as far as presenting its certificate) */
+	{
+		char cmd[1024];
+		snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp %s/cert.pem %s/key.pem %s/ && cp %s/ca.pem %s/",
+			 dirof("badclient"), dirof("badca"), dirof("badca"), dirof("badclient"),
+			 dirof("hosta"), dirof("badclient"));
+		CHECK_INT(system(cmd), 0);
+	}
 	port = srv_start(&s, "tls", dirof("hosta"), SRV_ACCEPT);
-	c = connect_to("tls", "127.0.0.1", port, dirof("badca"), 5000, &r, &e);
+	c = connect_to("tls", "127.0.0.1", port, dirof("badclient"), 5000, &r, &e);
 	CHECKF(r == -EACCES && c == NULL, "badca client: connect gave %d (%s)", r, e.msg);
 	CHECKF(contains(e.msg, "peer rejected our certificate"), "badca client: '%s'", e.msg);
 	printf("  badca client sees: %s\n", e.msg);
@@ -488,6 +555,63 @@ static void test_refusals(void)
 	CHECKF(s.r < 0 && contains(s.e.msg, "TLS handshake"), "tls server vs garbage: %d %s", s.r, s.e.msg);
 	printf("  tls server vs garbage: %s\n", s.e.msg);
 	chan_close(c);
+}
+
+/* A foreign client built on OpenSSL directly: no certificate, or TLS 1.2 only. */
+static void raw_client(int port, int tls12, int with_cert)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl;
+	char path[400];
+	unsigned char b;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_port = htons((uint16_t)port);
+	if (tls12)
+		SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	if (with_cert) {
+		snprintf(path, sizeof(path), "%s/cert.pem", dirof("hostb"));
+		SSL_CTX_use_certificate_file(ctx, path, SSL_FILETYPE_PEM);
+		snprintf(path, sizeof(path), "%s/key.pem", dirof("hostb"));
+		SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM);
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	ssl = SSL_new(ctx);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		SSL_set_fd(ssl, fd);
+		if (SSL_connect(ssl) == 1)
+			SSL_read(ssl, &b, 1);
+	}
+	ERR_clear_error();
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+}
+
+static void test_foreign_clients(void)
+{
+	struct srv s;
+	int port;
+
+	port = srv_start(&s, "tls", dirof("hosta"), SRV_ACCEPT);
+	raw_client(port, 0, 0);
+	srv_join(&s);
+	CHECKF(s.r == -EACCES && contains(s.e.msg, "TLS: peer sent no certificate"),
+	       "no client cert: %d %s", s.r, s.e.msg);
+	printf("  client without certificate: %s\n", s.e.msg);
+
+	port = srv_start(&s, "tls", dirof("hosta"), SRV_ACCEPT);
+	raw_client(port, 1, 1);
+	srv_join(&s);
+	CHECKF(s.r == -EPROTO && contains(s.e.msg, "protocol"), "tls1.2 client: %d %s", s.r, s.e.msg);
+	printf("  TLS 1.2 client: %s\n", s.e.msg);
+
+	/* a well-behaved foreign TLS 1.3 client with a good certificate is accepted */
+	port = srv_start(&s, "tls", dirof("hosta"), SRV_ACCEPT);
+	raw_client(port, 0, 1);
+	srv_join(&s);
+	CHECKF(s.r == 0 && strcmp(s.peer, "hostb") == 0, "raw good client: %d %s", s.r, s.e.msg);
 }
 
 static void test_files(void)
@@ -527,6 +651,7 @@ static void test_files(void)
 	}
 	r = chan_listen("tls://127.0.0.1:0", dir, &l, &e);
 	CHECKF(r < 0 && contains(e.msg, "does not match"), "wrong key: %d %s", r, e.msg);
+	printf("  wrong key: %s\n", e.msg);
 	/* bind failure */
 	struct chan_listener *l1 = NULL, *l2 = NULL;
 	CHECK_INT(chan_listen("tcp://127.0.0.1:0", NULL, &l1, &e), 0);
@@ -656,6 +781,31 @@ static void test_read_timeout_and_shutdown(const char *scheme, const char *sdir,
 	srv_join(&s);
 }
 
+/* Writing to a peer that has gone must give an error, not SIGPIPE. */
+static void test_peer_gone(const char *scheme, const char *sdir, const char *cdir)
+{
+	static unsigned char buf[1 << 20];
+	struct srv s;
+	struct chan *c;
+	struct err e = { 0 };
+	int port, r, i;
+
+	port = srv_start(&s, scheme, sdir, SRV_ACCEPT);
+	c = connect_to(scheme, "127.0.0.1", port, cdir, 5000, &r, &e);
+	srv_join(&s);   /* the server has closed its end */
+	if (!c)
+		return;
+	chan_set_timeout(c, 5000);
+	for (i = 0, r = 0; i < 64 && !r; i++) {
+		r = chan_write(c, buf, sizeof(buf), &e);
+		if (!r)
+			r = chan_flush(c, &e);
+	}
+	CHECKF(r == -EPIPE || r == -ECONNRESET, "%s write to closed peer: %d %s", scheme, r, e.msg);
+	printf("  %s write to closed peer: %s\n", scheme, e.msg);
+	chan_close(c);
+}
+
 /* ------------------------------------------------------------------ tampering proxy */
 
 struct proxy {
@@ -766,10 +916,13 @@ int main(void)
 	bulk("tls", dirof("hosta"), dirof("hostb"));
 	bulk("tcp", NULL, NULL);
 	test_refusals();
+	test_foreign_clients();
 	test_files();
 	test_timeouts();
 	test_read_timeout_and_shutdown("tls", dirof("hosta"), dirof("hostb"));
 	test_read_timeout_and_shutdown("tcp", NULL, NULL);
+	test_peer_gone("tls", dirof("hosta"), dirof("hostb"));
+	test_peer_gone("tcp", NULL, NULL);
 	test_tamper();
 
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", certs);
