@@ -70,3 +70,48 @@ certs() {
 hb_field() { # FILE FIELD
   grep -Eo "^HB .*" "$1" | tail -n 1 | grep -Eo "$2=[0-9]+" | cut -d= -f2
 }
+
+# start_src NAME MEM CMDLINE [extra run args]: boots memcheck with a control socket
+# at $T/NAME.sock and serial at $T/NAME.out; sets SRC_PID.
+start_src() {
+  local name=$1 mem=$2 cmd=$3; shift 3
+  bg "$name" "$SEALVM" run --kernel "$GUEST/memcheck.elf" --cmdline "$cmd" --mem "$mem" \
+    --serial "file:$T/$name.out" --control "$T/$name.sock" "$@"
+  SRC_PID=$!
+  wait_for "$T/$name.out" "^READY" 120 || fail "memcheck did not fill its working set"
+}
+
+# start_dst NAME URI [extra run args]: an incoming sealvm; sets DST_PID.
+start_dst() {
+  local name=$1 uri=$2; shift 2
+  bg "$name" "$SEALVM" run --incoming "$uri" --serial "file:$T/$name.out" --control "$T/$name.sock" "$@"
+  DST_PID=$!
+  wait_for "$T/$name.log" "waiting for an incoming VM" 20 || fail "destination did not listen"
+}
+
+# hb_after FILE SEQ SECONDS: waits for a heartbeat numbered above SEQ.
+hb_after() {
+  local f=$1 seq=$2 n=$(( $3 * 10 )) s
+  while [ $n -gt 0 ]; do
+    s=$(hb_field "$f" seq)
+    [ -n "$s" ] && [ "$s" -gt "$seq" ] && return 0
+    sleep 0.1; n=$((n - 1))
+  done
+  echo "no heartbeat after seq $seq in $f:"; tail -n 3 "$f"
+  return 1
+}
+
+# check_clean FILE: no corrupt page was ever reported.
+check_clean() {
+  grep -q "^BAD" "$1" && fail "memory checker found corrupt pages: $(grep -m3 '^BAD' "$1")"
+  [ "$(hb_field "$1" bad)" = 0 ] || fail "heartbeat reports bad pages: $(grep '^HB' "$1" | tail -n 1)"
+}
+
+# still_running NAME: the VM answers, runs, and its checker keeps going clean.
+still_running() {
+  local name=$1 seq
+  ctl "$T/$name.sock" status | grep -q '"state": "running"' || fail "$name is not running"
+  seq=$(hb_field "$T/$name.out" seq)
+  hb_after "$T/$name.out" "${seq:-0}" 10 || fail "$name's guest stopped making progress"
+  check_clean "$T/$name.out"
+}

@@ -27,6 +27,7 @@ static const char usage_text[] =
 	"  status | pause | resume | quit | stats\n"
 	"  snapshot FILE\n"
 	"  migrate URI [--tls-dir DIR] [--downtime-ms N] [--channels N] [--max-throttle PCT]\n"
+	"          [--max-rounds N] [--timeout-ms N] [--outcome-wait-ms N]\n"
 	"  raw JSON        send JSON unchanged as the request line\n"
 	"Any other COMMAND is sent as {\"cmd\":COMMAND} (extra ARGS as \"args\").\n"
 	"--timeout bounds the whole exchange; by default the client waits forever.\n";
@@ -111,6 +112,9 @@ static int build_migrate(json_t *req, int argc, char **argv, struct err *e)
 		{ "--downtime-ms", "downtime_ms", LLONG_MAX },
 		{ "--channels", "channels", LLONG_MAX },
 		{ "--max-throttle", "max_throttle", 100 },
+		{ "--max-rounds", "max_rounds", 1000 },
+		{ "--timeout-ms", "timeout_ms", 3600000 },
+		{ "--outcome-wait-ms", "outcome_wait_ms", 3600000 },
 	};
 	const char *uri = NULL, *val;
 	int i, r;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include "migrate/migrate.h"
@@ -46,14 +47,24 @@ static int send_rec(struct dst *d, uint32_t id, const void *buf, size_t len, str
 	return r ? r : chan_flush(d->ch, e);
 }
 
+/* Tells the source why, then reads and drops what it still sends until it
+ * hangs up, so the reason is read rather than lost to a connection reset. */
 static void send_abort(struct dst *d, const char *why)
 {
 	struct mig_abort a;
+	char buf[65536];
+	uint64_t end = now_ns() + 3000000000ull;
+	int fd = chan_fd(d->ch);
 
 	memset(&a, 0, sizeof(a));
 	snprintf(a.reason, sizeof(a.reason), "%s", why);
 	chan_set_timeout(d->ch, 500);
 	send_rec(d, SEC_ABORT, &a, sizeof(a), NULL);
+	while (now_ns() < end) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 100) > 0 && read(fd, buf, sizeof(buf)) <= 0)
+			break;
+	}
 }
 
 static int read_hello(struct dst *d, struct mig_hello *h, struct err *e)

@@ -113,12 +113,40 @@ static uint64_t collect(struct src *s)
 	return n;
 }
 
+/* True if the peer already hung up or sent something unasked for. */
+static bool peer_gone(struct src *s)
+{
+	struct pollfd p = { .fd = chan_fd(s->ch), .events = POLLIN };
+
+	return chan_pending(s->ch) > 0 || poll(&p, 1, 0) != 0;
+}
+
+/* The destination speaks during the stream only to abort: read its reason. */
+static int check_peer(struct src *s, struct err *e)
+{
+	struct mig_abort a;
+
+	if (!peer_gone(s))
+		return 0;
+	return expect(s, SEC_ABORT, &a, sizeof(a), e) ? e->code
+						   : err_set(e, -EPROTO, "destination sent an unexpected record");
+}
+
+#define CHECK_EVERY 8192 /* pages (32 MiB) between looks for an ABORT */
+
 static int send_round(struct src *s, uint32_t round, uint64_t n, bool zero_markers, struct err *e)
 {
 	struct mig_round rd = { .round = round, .pages = n };
+	uint64_t off;
 	int r = send_rec(s, SEC_ROUND, &rd, sizeof(rd), false, e);
 
-	return r ? r : pages_send(&s->w, s->m->vm.ram, s->idx, n, zero_markers, &s->ps, e);
+	for (off = 0; r == 0 && off < n; off += CHECK_EVERY) {
+		uint64_t k = n - off < CHECK_EVERY ? n - off : CHECK_EVERY;
+		r = pages_send(&s->w, s->m->vm.ram, s->idx + off, k, zero_markers, &s->ps, e);
+		if (r == 0)
+			r = check_peer(s, e);
+	}
+	return r;
 }
 
 /* Pre-copy: everything once, then what was dirtied, until the rest fits the
@@ -205,14 +233,6 @@ static int stop_and_copy(struct src *s, uint64_t left, struct err *e)
 		r = chan_flush(s->ch, e);
 	s->rep->final_pages = s->ps.data_pages + s->ps.markers - before;
 	return r;
-}
-
-/* True if the peer already hung up or sent something unasked for. */
-static bool peer_gone(struct src *s)
-{
-	struct pollfd p = { .fd = chan_fd(s->ch), .events = POLLIN };
-
-	return chan_pending(s->ch) > 0 || poll(&p, 1, 0) != 0;
 }
 
 /* After an unacknowledged COMMIT: ask the destination, on new connections, what
@@ -370,6 +390,7 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		}
 		if (paused)
 			machine_resume(m);
+		err_wrap(e, "migration aborted during %s; the VM runs on here", s.prog.phase ? s.prog.phase : "setup");
 	}
 	if (s.ch) {
 		sec_writer_fini(&s.w);

@@ -2,7 +2,8 @@
  *
  * Payload: {u32 count, u32 flags=0}, count u64 entries (RAM page index, bit 63 set
  * for a page that is all zeros), then 4 KiB of data for each entry without bit 63,
- * in entry order. Data goes straight from and to guest memory: no staging copy. */
+ * in entry order. The sender stages each batch in one copy (the guest may be
+ * writing); the receiver reads straight into guest memory. */
 #ifndef SEALVM_STATE_PAGES_H
 #define SEALVM_STATE_PAGES_H
 
