@@ -66,9 +66,18 @@ certs() {
   "$ROOT/scripts/mkcerts.sh" "$CERTS" >/dev/null || fail "mkcerts failed"
 }
 
-# Last heartbeat counters of a memcheck serial log.
+# complete_lines FILE: the file without a last line still being written.
+complete_lines() {
+  local c
+  c=$(cat "$1" 2>/dev/null; echo x)   # one read; the x keeps a trailing newline
+  c=${c%x}
+  [ "${c: -1}" = $'\n' ] || c=${c%$'\n'*}
+  printf '%s\n' "$c"
+}
+
+# Last heartbeat counters of a memcheck serial log (complete lines only).
 hb_field() { # FILE FIELD
-  grep -Eo "^HB .*" "$1" | tail -n 1 | grep -Eo "$2=[0-9]+" | cut -d= -f2
+  complete_lines "$1" | grep -Eo "^HB .*" | tail -n 1 | grep -Eo "$2=[0-9]+" | cut -d= -f2
 }
 
 # start_src NAME MEM CMDLINE [extra run args]: boots memcheck with a control socket
