@@ -17,6 +17,7 @@ struct migrate_params {
 	uint32_t max_rounds;
 	uint32_t timeout_ms;       /* bound on every wait for the peer */
 	uint32_t outcome_wait_ms;  /* how long to seek the outcome after an unacknowledged COMMIT */
+	uint32_t max_throttle;     /* auto-converge: most of the vCPU's time to take, percent */
 };
 
 /* Live progress, readable while the migration runs. */
@@ -24,6 +25,7 @@ struct migrate_progress {
 	uint32_t round;
 	uint64_t remaining_pages;
 	double rate_mbps;
+	uint32_t throttle_pct;
 	const char *phase;
 };
 
@@ -44,6 +46,7 @@ struct migrate_report {
 	uint32_t rounds;
 	uint64_t final_pages;      /* pages sent while paused */
 	bool converged;            /* remaining set fitted the downtime target */
+	uint32_t throttle_pct;     /* highest vCPU throttle auto-converge applied */
 	double src_cpu_s, dest_cpu_s;
 };
 

@@ -12,6 +12,7 @@
 
 #include "migrate/migrate.h"
 #include "migrate/proto.h"
+#include "migrate/throttle.h"
 #include "state/pages.h"
 #include "util/pagemap.h"
 #include "vmm/snapshot.h"
@@ -157,6 +158,7 @@ static int precopy(struct src *s, uint64_t *left, struct err *e)
 	struct machine *m = s->m;
 	uint64_t n, best = UINT64_MAX, t, bytes0;
 	uint32_t round = 0, stale = 0;
+	struct throttle th;
 	double rate = 0; /* bytes per ns */
 	int64_t pop;
 	int r;
@@ -164,6 +166,7 @@ static int precopy(struct src *s, uint64_t *left, struct err *e)
 	r = vm_dirty_log_start(&m->vm, e);
 	if (r < 0)
 		return r;
+	throttle_init(&th, m);
 	/* Round 0: every page ever populated; the destination starts zeroed, so
 	 * zero pages need no marker. */
 	pop = pagemap_populated(m->vm.ram, m->vm.ram_pages, s->idx, e);
@@ -179,7 +182,7 @@ static int precopy(struct src *s, uint64_t *left, struct err *e)
 		bytes0 = s->w.bytes;
 		r = send_round(s, round, n, round > 0, e);
 		if (r < 0)
-			return r;
+			break;
 		t = now_ns() - t;
 		/* small rounds are latency-bound: keep the larger-sample rate when there is one */
 		if (t > 0 && s->w.bytes > bytes0 && (rate == 0 || s->w.bytes - bytes0 > (1u << 20)))
@@ -188,7 +191,7 @@ static int precopy(struct src *s, uint64_t *left, struct err *e)
 		round++;
 		r = vm_dirty_log_fetch(&m->vm, s->bitmap, e);
 		if (r < 0)
-			return r;
+			break;
 		n = collect(s);
 		if (n == 0 || (rate > 0 && (double)n * PAGE_SIZE / rate <= (double)s->p->downtime_ms * 1e6)) {
 			s->rep->converged = true;
@@ -197,15 +200,32 @@ static int precopy(struct src *s, uint64_t *left, struct err *e)
 		if (n < best) {
 			best = n;
 			stale = 0;
-		} else if (++stale >= 3) {
-			break; /* not shrinking: stop and copy what is left */
+		} else if (++stale >= 2) {
+			/* Not shrinking: hold the vCPU a growing share of its time
+			 * (20%, then +10% a round, QEMU's auto-converge steps), up to
+			 * --max-throttle; past that, stop and copy what is left. */
+			int next = th.pct ? th.pct + 10 : 20;
+			if (th.pct >= (int)s->p->max_throttle)
+				break;
+			if (next > (int)s->p->max_throttle)
+				next = (int)s->p->max_throttle;
+			r = throttle_set(&th, next);
+			if (r < 0) {
+				err_set(e, r, "cannot start the vCPU throttle");
+				break;
+			}
+			s->rep->throttle_pct = (uint32_t)th.pct;
+			s->prog.throttle_pct = (uint32_t)th.pct;
+			stale = 0;
+			best = n;
 		}
 		if (round >= s->p->max_rounds)
 			break;
 	}
+	throttle_fini(&th);
 	s->rep->rounds = round;
 	*left = n;
-	return 0;
+	return r;
 }
 
 /* Paused: the last dirty pages, the device and CPU state, and END. */

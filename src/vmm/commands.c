@@ -89,8 +89,9 @@ static json_t *cmd_snapshot(struct vmm_ctx *c, json_t *req, struct err *e)
 static void on_progress(void *opaque, const struct migrate_progress *p)
 {
 	struct vmm_ctx *c = opaque;
-	json_t *o = json_pack("{s:s, s:i, s:I, s:f}", "phase", p->phase, "round", (int)p->round,
-			      "remaining_pages", (json_int_t)p->remaining_pages, "rate_mb_s", p->rate_mbps);
+	json_t *o = json_pack("{s:s, s:i, s:I, s:f, s:i}", "phase", p->phase, "round", (int)p->round,
+			      "remaining_pages", (json_int_t)p->remaining_pages, "rate_mb_s", p->rate_mbps,
+			      "throttle_pct", (int)p->throttle_pct);
 
 	pthread_mutex_lock(&c->progress_lock);
 	json_decref(c->progress);
@@ -108,7 +109,7 @@ static json_t *report_json(const struct migrate_report *r, const struct migrate_
 {
 	double secs = (double)r->total_ns / 1e9;
 
-	return json_pack("{s:s, s:s, s:s, s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:b, s:i, "
+	return json_pack("{s:s, s:s, s:s, s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:b, s:i, s:i, "
 			 "s:f, s:f, s:f}",
 			 "result", result_name(r->result), "transport", r->transport ? r->transport : "none",
 			 "cipher", r->cipher, "ram_bytes", (json_int_t)r->ram_bytes,
@@ -118,7 +119,8 @@ static json_t *report_json(const struct migrate_report *r, const struct migrate_
 			 "payload_bytes", (json_int_t)r->payload_bytes, "pages_sent", (json_int_t)r->data_pages,
 			 "zero_pages", (json_int_t)r->zero_pages, "zero_markers", (json_int_t)r->zero_markers,
 			 "rounds", (int)r->rounds, "final_pages", (json_int_t)r->final_pages,
-			 "converged", r->converged, "downtime_target_ms", (int)p->downtime_ms,
+			 "converged", r->converged, "throttle_pct", (int)r->throttle_pct,
+			 "downtime_target_ms", (int)p->downtime_ms,
 			 "src_cpu_s", r->src_cpu_s, "dest_cpu_s", r->dest_cpu_s,
 			 "throughput_mb_s", secs > 0 ? (double)r->bytes_sent / 1e6 / secs : 0.0);
 }
@@ -159,7 +161,8 @@ static json_t *cmd_migrate(struct vmm_ctx *c, json_t *req, struct err *e)
 	if (get_uint(req, "downtime_ms", 50, 60000, &p.downtime_ms, e) < 0 ||
 	    get_uint(req, "max_rounds", 30, 1000, &p.max_rounds, e) < 0 ||
 	    get_uint(req, "timeout_ms", 30000, 3600000, &p.timeout_ms, e) < 0 ||
-	    get_uint(req, "outcome_wait_ms", 10000, 3600000, &p.outcome_wait_ms, e) < 0)
+	    get_uint(req, "outcome_wait_ms", 10000, 3600000, &p.outcome_wait_ms, e) < 0 ||
+	    get_uint(req, "max_throttle", 99, 99, &p.max_throttle, e) < 0)
 		return NULL;
 	if (pthread_mutex_trylock(&c->op_lock)) {
 		err_set(e, -EBUSY, "another snapshot or migration is in progress");
