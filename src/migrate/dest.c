@@ -211,7 +211,10 @@ int migrate_incoming(const struct incoming_params *p, struct machine *m, struct 
 	/* A peer that fails authentication or asks questions does not end the wait. */
 	for (;;) {
 		struct err ae = { 0 };
-		r = chan_accept(in->listener, 0, &d.ch, &ae);
+		/* a peer that connects and never completes the handshake is dropped after 10 s */
+		r = chan_accept(in->listener, 10000, &d.ch, &ae);
+		if (r == -ETIMEDOUT && !strstr(ae.msg, "handshake"))
+			continue; /* nobody came: keep waiting */
 		if (r < 0) {
 			fprintf(stderr, "sealvm: refused a connection: %s\n", ae.msg);
 			continue;

@@ -26,4 +26,15 @@ port=$(free_port)
 out=$(ctl "$T/src.sock" migrate "tls://127.0.0.1:$port" 2>&1) && fail "migrating to nobody succeeded"
 echo "$out" | grep -q "Connection refused" || fail "no-listener error unclear: $out"
 still_running src
+
+note "a peer that connects and never speaks does not hold the destination: it is dropped after 10 s"
+port=$(free_port)
+start_dst dst_silent "tls://127.0.0.1:$port" --tls-dir "$CERTS/hostb"
+exec 9<>"/dev/tcp/127.0.0.1/$port" || fail "cannot open the silent connection"
+t0=$SECONDS
+ctl "$T/src.sock" migrate "tls://127.0.0.1:$port" > "$T/silent.json" || { cat "$T/silent.json"; fail "migration after a silent peer failed"; }
+exec 9>&-
+grep -q '"result": "committed"' "$T/silent.json" || fail "not committed"
+[ $((SECONDS - t0)) -le 30 ] || fail "the silent peer held the destination for $((SECONDS - t0)) s"
+grep -q "refused a connection: .*handshake timed out" "$T/dst_silent.log" || fail "silent peer not reported: $(cat "$T/dst_silent.log")"
 echo ok
