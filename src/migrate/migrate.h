@@ -18,6 +18,7 @@ struct migrate_params {
 	uint32_t timeout_ms;       /* bound on every wait for the peer */
 	uint32_t outcome_wait_ms;  /* how long to seek the outcome after an unacknowledged COMMIT */
 	uint32_t max_throttle;     /* auto-converge: most of the vCPU's time to take, percent */
+	uint32_t channels;         /* parallel TLS connections for pages */
 };
 
 /* Live progress, readable while the migration runs. */
@@ -47,6 +48,7 @@ struct migrate_report {
 	uint64_t final_pages;      /* pages sent while paused */
 	bool converged;            /* remaining set fitted the downtime target */
 	uint32_t throttle_pct;     /* highest vCPU throttle auto-converge applied */
+	uint32_t channels;
 	double src_cpu_s, dest_cpu_s;
 };
 

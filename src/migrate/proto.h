@@ -8,6 +8,11 @@
  *                             <-- READY (verified and loaded, not running) | ABORT
  *   COMMIT                    -->
  *                             <-- COMMIT_ACK (running)
+ * With N channels, channels 1..N-1 open after HELLO_ACK, each with HELLO flag
+ * JOIN (same id, its index) and the same client certificate; every round starts
+ * with a ROUND record on every channel, and the destination applies round k+1 on
+ * any channel only once every channel has finished round k. Each channel ends
+ * with its own END; the state goes on channel 0.
  * A later connection with HELLO flag QUERY asks what became of migration `id`. */
 #ifndef SEALVM_MIGRATE_PROTO_H
 #define SEALVM_MIGRATE_PROTO_H
@@ -16,6 +21,8 @@
 
 #define MIG_PROTO_VERSION 1
 #define MIG_HELLO_QUERY 1u
+#define MIG_HELLO_JOIN 2u
+#define MIG_MAX_CHANNELS 8
 
 enum mig_status {
 	MIG_ACCEPT = 0,
@@ -30,13 +37,15 @@ struct mig_hello {
 	uint32_t flags;
 	uint64_t ram_size;
 	uint32_t nr_vcpus;
-	uint32_t pad;
+	uint32_t channels;         /* HELLO: channels to use; JOIN: this channel's index */
 	uint8_t id[16];
 };
 
 struct mig_hello_ack {
 	uint32_t proto;
 	uint32_t status;
+	uint32_t channels;         /* channels the destination accepts */
+	uint32_t pad;
 	char reason[200];
 };
 

@@ -26,19 +26,41 @@ double thread_cpu_s(void)
 	       ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
 }
 
+/* One channel: its connection, framing and share of each round's pages. */
+struct lane {
+	struct src *s;
+	struct chan *ch;
+	struct sec_writer w;
+	struct sec_reader r;
+	bool framed;
+	struct pages_stats ps;
+	uint64_t *idx, n;          /* this round's pages for this lane */
+	pthread_t thread;
+	bool started;
+	struct err e;
+	int rc;
+};
+
 struct src {
 	struct machine *m;
 	const struct migrate_params *p;
 	struct migrate_report *rep;
-	struct chan *ch;
-	struct sec_writer w;
-	struct sec_reader r;
-	struct pages_stats ps;
+	int nlanes;
+	struct lane lanes[MIG_MAX_CHANNELS];
+	struct chan *ch;           /* lane 0: control records and state */
+	struct sec_writer *w;
+	struct sec_reader *r;
 	uint64_t *bitmap, *idx;
 	uint8_t id[16];
 	migrate_progress_fn fn;
 	void *opaque;
 	struct migrate_progress prog;
+	/* round hand-off to the lane threads */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t gen, done;
+	bool zero_markers, quit;
+	uint32_t round;
 };
 
 static void progress(struct src *s, const char *phase)
@@ -48,17 +70,24 @@ static void progress(struct src *s, const char *phase)
 		s->fn(s->opaque, &s->prog);
 }
 
+static int lane_expect(struct lane *l, uint32_t want, void *buf, size_t len, struct err *e);
+
 /* Reads the next record, which must be of type want; an ABORT names the peer's reason. */
 static int expect(struct src *s, uint32_t want, void *buf, size_t len, struct err *e)
 {
+	return lane_expect(&s->lanes[0], want, buf, len, e);
+}
+
+static int lane_expect(struct lane *l, uint32_t want, void *buf, size_t len, struct err *e)
+{
 	struct sec_hdr h;
-	int r = sec_read_hdr(&s->r, &h, e);
+	int r = sec_read_hdr(&l->r, &h, e);
 
 	if (r < 0)
 		return r;
 	if (h.id == SEC_ABORT) {
 		struct mig_abort a;
-		r = sec_read_exact(&s->r, &h, &a, sizeof(a), e);
+		r = sec_read_exact(&l->r, &h, &a, sizeof(a), e);
 		if (r < 0)
 			return r;
 		a.reason[sizeof(a.reason) - 1] = 0;
@@ -66,27 +95,49 @@ static int expect(struct src *s, uint32_t want, void *buf, size_t len, struct er
 	}
 	if (h.id != want)
 		return err_set(e, -EPROTO, "destination sent %s, expected %s", sec_name(h.id), sec_name(want));
-	return sec_read_exact(&s->r, &h, buf, len, e);
+	return sec_read_exact(&l->r, &h, buf, len, e);
+}
+
+static int lane_send(struct lane *l, uint32_t id, const void *buf, size_t len, bool flush, struct err *e)
+{
+	struct iovec iov = { (void *)buf, len };
+	int r = sec_write(&l->w, id, 1, &iov, 1, e);
+
+	return r == 0 && flush ? chan_flush(l->ch, e) : r;
 }
 
 static int send_rec(struct src *s, uint32_t id, const void *buf, size_t len, bool flush, struct err *e)
 {
-	struct iovec iov = { (void *)buf, len };
-	int r = sec_write(&s->w, id, 1, &iov, 1, e);
-
-	return r == 0 && flush ? chan_flush(s->ch, e) : r;
+	return lane_send(&s->lanes[0], id, buf, len, flush, e);
 }
 
-static int hello(struct src *s, struct err *e)
+static int lane_open(struct src *s, struct lane *l, struct err *e)
 {
-	struct mig_hello h = { .proto = MIG_PROTO_VERSION, .ram_size = s->m->vm.ram_size, .nr_vcpus = 1 };
+	int r = chan_connect(s->p->uri, s->p->tls_dir, (int)s->p->timeout_ms, &l->ch, e);
+
+	if (r < 0)
+		return r;
+	chan_set_timeout(l->ch, (int)s->p->timeout_ms);
+	l->s = s;
+	r = sec_writer_init(&l->w, chan_bstream(l->ch), e);
+	if (r == 0)
+		r = sec_reader_init(&l->r, chan_bstream(l->ch), e);
+	l->framed = r == 0;
+	return r;
+}
+
+static int hello_on(struct lane *l, uint32_t flags, uint32_t channels, uint32_t *accepted, struct err *e)
+{
+	struct src *s = l->s;
+	struct mig_hello h = { .proto = MIG_PROTO_VERSION, .flags = flags, .ram_size = s->m->vm.ram_size,
+			       .nr_vcpus = 1, .channels = channels };
 	struct mig_hello_ack a;
 	int r;
 
 	memcpy(h.id, s->id, sizeof(h.id));
-	r = send_rec(s, SEC_HELLO, &h, sizeof(h), true, e);
+	r = lane_send(l, SEC_HELLO, &h, sizeof(h), true, e);
 	if (r == 0)
-		r = expect(s, SEC_HELLO_ACK, &a, sizeof(a), e);
+		r = lane_expect(l, SEC_HELLO_ACK, &a, sizeof(a), e);
 	if (r < 0)
 		return r;
 	a.reason[sizeof(a.reason) - 1] = 0;
@@ -95,6 +146,34 @@ static int hello(struct src *s, struct err *e)
 			       a.proto, MIG_PROTO_VERSION);
 	if (a.status != MIG_ACCEPT)
 		return err_set(e, -EREMOTEIO, "destination refused: %s", a.reason);
+	if (accepted)
+		*accepted = a.channels;
+	return 0;
+}
+
+/* HELLO on channel 0, then the extra channels, each its own authenticated TLS
+ * connection that joins this migration by id. */
+static int hello(struct src *s, struct err *e)
+{
+	uint32_t want = s->p->channels ? s->p->channels : 1, got = 1;
+	int r, i;
+
+	if (want > MIG_MAX_CHANNELS)
+		want = MIG_MAX_CHANNELS;
+	r = hello_on(&s->lanes[0], 0, want, &got, e);
+	if (r < 0)
+		return r;
+	if (got < 1 || got > want)
+		return err_set(e, -EPROTO, "destination accepted %u channels of %u", got, want);
+	for (i = 1; i < (int)got; i++) {
+		r = lane_open(s, &s->lanes[i], e);
+		if (r == 0)
+			r = hello_on(&s->lanes[i], MIG_HELLO_JOIN, (uint32_t)i, NULL, e);
+		if (r < 0)
+			return err_wrap(e, "channel %d", i);
+		s->nlanes = i + 1;
+	}
+	s->rep->channels = (uint32_t)s->nlanes;
 	return 0;
 }
 
@@ -115,39 +194,203 @@ static uint64_t collect(struct src *s)
 }
 
 /* True if the peer already hung up or sent something unasked for. */
+static bool lane_peer_gone(struct lane *l)
+{
+	struct pollfd p = { .fd = chan_fd(l->ch), .events = POLLIN };
+
+	return chan_pending(l->ch) > 0 || poll(&p, 1, 0) != 0;
+}
+
 static bool peer_gone(struct src *s)
 {
-	struct pollfd p = { .fd = chan_fd(s->ch), .events = POLLIN };
-
-	return chan_pending(s->ch) > 0 || poll(&p, 1, 0) != 0;
+	return lane_peer_gone(&s->lanes[0]);
 }
 
 /* The destination speaks during the stream only to abort: read its reason. */
-static int check_peer(struct src *s, struct err *e)
+static int check_peer(struct lane *l, struct err *e)
 {
 	struct mig_abort a;
 
-	if (!peer_gone(s))
+	if (!lane_peer_gone(l))
 		return 0;
-	return expect(s, SEC_ABORT, &a, sizeof(a), e) ? e->code
-						   : err_set(e, -EPROTO, "destination sent an unexpected record");
+	return lane_expect(l, SEC_ABORT, &a, sizeof(a), e) ? e->code
+							: err_set(e, -EPROTO, "destination sent an unexpected record");
 }
 
 #define CHECK_EVERY 8192 /* pages (32 MiB) between looks for an ABORT */
 
-static int send_round(struct src *s, uint32_t round, uint64_t n, bool zero_markers, struct err *e)
+/* When another lane broke, the destination usually said why on channel 0:
+ * prefer its ABORT reason (waiting briefly) to "connection closed". */
+static void abort_reason(struct src *s, struct err *e)
 {
-	struct mig_round rd = { .round = round, .pages = n };
-	uint64_t off;
-	int r = send_rec(s, SEC_ROUND, &rd, sizeof(rd), false, e);
+	struct lane *l = &s->lanes[0];
+	struct pollfd p = { .fd = chan_fd(l->ch), .events = POLLIN };
+	struct err ae = { 0 };
 
-	for (off = 0; r == 0 && off < n; off += CHECK_EVERY) {
-		uint64_t k = n - off < CHECK_EVERY ? n - off : CHECK_EVERY;
-		r = pages_send(&s->w, s->m->vm.ram, s->idx + off, k, zero_markers, &s->ps, e);
+	if (chan_pending(l->ch) == 0 && poll(&p, 1, 1000) <= 0)
+		return;
+	if (check_peer(l, &ae) < 0 && strstr(ae.msg, "destination aborted"))
+		*e = ae;
+}
+
+/* A ROUND marker, then this lane's pages of the round. */
+static int lane_round(struct lane *l, uint32_t round, bool zero_markers, struct err *e)
+{
+	struct mig_round rd = { .round = round, .pages = l->n };
+	uint64_t off;
+	int r = lane_send(l, SEC_ROUND, &rd, sizeof(rd), false, e);
+
+	for (off = 0; r == 0 && off < l->n; off += CHECK_EVERY) {
+		uint64_t k = l->n - off < CHECK_EVERY ? l->n - off : CHECK_EVERY;
+		r = pages_send(&l->w, l->s->m->vm.ram, l->idx + off, k, zero_markers, &l->ps, e);
 		if (r == 0)
-			r = check_peer(s, e);
+			r = check_peer(l, e);
 	}
 	return r;
+}
+
+static void *lane_thread(void *arg)
+{
+	struct lane *l = arg;
+	struct src *s = l->s;
+	uint64_t seen = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		while (s->gen == seen && !s->quit)
+			pthread_cond_wait(&s->cond, &s->lock);
+		if (s->quit)
+			break;
+		seen = s->gen;
+		pthread_mutex_unlock(&s->lock);
+		if (l->rc == 0)
+			l->rc = lane_round(l, s->round, s->zero_markers, &l->e);
+		pthread_mutex_lock(&s->lock);
+		s->done++;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* Deals s->idx[0..n) to the lanes in 256-page batches, round-robin, so every
+ * lane gets a similar mix of zero and data pages. */
+static void deal(struct src *s, uint64_t n)
+{
+	uint64_t off;
+	int i = 0;
+
+	for (i = 0; i < s->nlanes; i++)
+		s->lanes[i].n = 0;
+	for (off = 0, i = 0; off < n; off += PAGES_BATCH, i = (i + 1) % s->nlanes) {
+		struct lane *l = &s->lanes[i];
+		uint64_t k = n - off < PAGES_BATCH ? n - off : PAGES_BATCH;
+		memcpy(l->idx + l->n, s->idx + off, k * sizeof(uint64_t));
+		l->n += k;
+	}
+}
+
+/* Sends a round on every lane at once (lane 0 on this thread) and waits for all. */
+static int send_round(struct src *s, uint32_t round, uint64_t n, bool zero_markers, struct err *e)
+{
+	int i, r;
+
+	if (s->nlanes == 1) {
+		s->lanes[0].idx = s->idx;
+		s->lanes[0].n = n;
+		return lane_round(&s->lanes[0], round, zero_markers, e);
+	}
+	deal(s, n);
+	pthread_mutex_lock(&s->lock);
+	s->round = round;
+	s->zero_markers = zero_markers;
+	s->done = 0;
+	s->gen++;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	r = lane_round(&s->lanes[0], round, zero_markers, e);
+	if (r < 0) /* unblock the other lanes rather than wait out their timeouts */
+		for (i = 1; i < s->nlanes; i++)
+			chan_shutdown(s->lanes[i].ch);
+	pthread_mutex_lock(&s->lock);
+	while (s->done < (uint64_t)s->nlanes - 1)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	for (i = 1; r == 0 && i < s->nlanes; i++)
+		if (s->lanes[i].rc < 0) {
+			*e = s->lanes[i].e;
+			r = err_wrap(e, "channel %d", i);
+		}
+	if (r < 0 && i > 1)
+		abort_reason(s, e);
+	return r;
+}
+
+static int start_lanes(struct src *s, struct err *e)
+{
+	int i;
+
+	for (i = 1; i < s->nlanes; i++) {
+		struct lane *l = &s->lanes[i];
+		l->idx = malloc(s->m->vm.ram_pages * sizeof(uint64_t));
+		if (!l->idx || pthread_create(&l->thread, NULL, lane_thread, l))
+			return err_set(e, -ENOMEM, "cannot start channel %d", i);
+		l->started = true;
+	}
+	if (s->nlanes > 1) {
+		s->lanes[0].idx = malloc(s->m->vm.ram_pages * sizeof(uint64_t));
+		if (!s->lanes[0].idx)
+			return err_set(e, -ENOMEM, "channel buffers");
+	}
+	return 0;
+}
+
+static void stop_lanes(struct src *s)
+{
+	int i;
+
+	pthread_mutex_lock(&s->lock);
+	s->quit = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	for (i = 0; i < MIG_MAX_CHANNELS; i++) {
+		struct lane *l = &s->lanes[i];
+		if (l->started)
+			pthread_join(l->thread, NULL);
+		if (l->idx != s->idx)
+			free(l->idx);
+		l->idx = NULL;
+		if (l->framed) {
+			sec_writer_fini(&l->w);
+			sec_reader_fini(&l->r);
+		}
+		chan_close(l->ch);
+		l->ch = NULL;
+	}
+}
+
+/* Sums the lanes' page counts into the report. */
+static void sum_pages(struct src *s, struct pages_stats *t)
+{
+	int i;
+
+	memset(t, 0, sizeof(*t));
+	for (i = 0; i < s->nlanes; i++) {
+		t->data_pages += s->lanes[i].ps.data_pages;
+		t->zero_pages += s->lanes[i].ps.zero_pages;
+		t->markers += s->lanes[i].ps.markers;
+	}
+}
+
+/* Stream bytes written on all lanes. */
+static uint64_t wire_bytes(struct src *s)
+{
+	uint64_t b = 0;
+	int i;
+
+	for (i = 0; i < s->nlanes; i++)
+		b += s->lanes[i].w.bytes;
+	return b;
 }
 
 /* Pre-copy: everything once, then what was dirtied, until the rest fits the
@@ -172,21 +415,21 @@ static int precopy(struct src *s, uint64_t *left, struct err *e)
 	pop = pagemap_populated(m->vm.ram, m->vm.ram_pages, s->idx, e);
 	if (pop < 0)
 		return (int)pop;
-	s->ps.zero_pages += m->vm.ram_pages - (uint64_t)pop;
+	s->lanes[0].ps.zero_pages += m->vm.ram_pages - (uint64_t)pop;
 	n = (uint64_t)pop;
 	for (;;) {
 		s->prog.round = round;
 		s->prog.remaining_pages = n;
 		progress(s, "precopy");
 		t = now_ns();
-		bytes0 = s->w.bytes;
+		bytes0 = wire_bytes(s);
 		r = send_round(s, round, n, round > 0, e);
 		if (r < 0)
 			break;
 		t = now_ns() - t;
 		/* small rounds are latency-bound: keep the larger-sample rate when there is one */
-		if (t > 0 && s->w.bytes > bytes0 && (rate == 0 || s->w.bytes - bytes0 > (1u << 20)))
-			rate = (double)(s->w.bytes - bytes0) / (double)t;
+		if (t > 0 && wire_bytes(s) > bytes0 && (rate == 0 || wire_bytes(s) - bytes0 > (1u << 20)))
+			rate = (double)(wire_bytes(s) - bytes0) / (double)t;
 		s->prog.rate_mbps = rate * 1000.0;
 		round++;
 		r = vm_dirty_log_fetch(&m->vm, s->bitmap, e);
@@ -228,13 +471,17 @@ static int precopy(struct src *s, uint64_t *left, struct err *e)
 	return r;
 }
 
-/* Paused: the last dirty pages, the device and CPU state, and END. */
+/* Paused: the last dirty pages, the device and CPU state, and an END on every
+ * lane (each carries its own page count and transcript). */
 static int stop_and_copy(struct src *s, uint64_t left, struct err *e)
 {
 	struct machine *m = s->m;
-	uint64_t before = s->ps.data_pages + s->ps.markers, n;
-	int r;
+	struct pages_stats t;
+	uint64_t before, n;
+	int r, i;
 
+	sum_pages(s, &t);
+	before = t.data_pages + t.markers;
 	/* pages dirtied since the last fetch join the ones already pending */
 	for (n = 0; n < left; n++)
 		s->bitmap[s->idx[n] / 64] |= 1ULL << (s->idx[n] % 64);
@@ -246,12 +493,15 @@ static int stop_and_copy(struct src *s, uint64_t left, struct err *e)
 	progress(s, "stop-and-copy");
 	r = send_round(s, s->rep->rounds, n, true, e);
 	if (r == 0)
-		r = machine_save_state(m, &s->w, e);
-	if (r == 0)
-		r = sec_write_end(&s->w, s->ps.data_pages + s->ps.markers, e);
-	if (r == 0)
-		r = chan_flush(s->ch, e);
-	s->rep->final_pages = s->ps.data_pages + s->ps.markers - before;
+		r = machine_save_state(m, s->w, e);
+	for (i = s->nlanes - 1; r == 0 && i >= 0; i--) {
+		struct lane *l = &s->lanes[i];
+		r = sec_write_end(&l->w, l->ps.data_pages + l->ps.markers, e);
+		if (r == 0)
+			r = chan_flush(l->ch, e);
+	}
+	sum_pages(s, &t);
+	s->rep->final_pages = t.data_pages + t.markers - before;
 	return r;
 }
 
@@ -349,7 +599,8 @@ static int handover(struct src *s, struct err *e)
 int migrate_source(struct machine *m, const struct migrate_params *p, struct migrate_report *rep,
 		   migrate_progress_fn fn, void *opaque, struct err *e)
 {
-	struct src s = { .m = m, .p = p, .rep = rep, .fn = fn, .opaque = opaque };
+	struct src s = { .m = m, .p = p, .rep = rep, .fn = fn, .opaque = opaque, .nlanes = 1 };
+	struct pages_stats tot;
 	uint64_t t0 = now_ns(), t_pause = 0, left = 0;
 	double cpu0 = thread_cpu_s();
 	bool paused = false;
@@ -368,17 +619,20 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		free(s.idx);
 		return err_set(e, -ENOMEM, "migration buffers");
 	}
+	pthread_mutex_init(&s.lock, NULL);
+	pthread_cond_init(&s.cond, NULL);
 	progress(&s, "connect");
-	r = chan_connect(p->uri, p->tls_dir, (int)p->timeout_ms, &s.ch, e);
+	r = lane_open(&s, &s.lanes[0], e);
 	if (r == 0) {
-		chan_set_timeout(s.ch, (int)p->timeout_ms);
+		int i;
+		s.ch = s.lanes[0].ch;
+		s.w = &s.lanes[0].w;
+		s.r = &s.lanes[0].r;
 		rep->transport = chan_kind(s.ch) == CHAN_TLS ? "tls" : "tcp (INSECURE)";
 		snprintf(rep->cipher, sizeof(rep->cipher), "%s", chan_cipher(s.ch));
-		r = sec_writer_init(&s.w, chan_bstream(s.ch), e);
+		r = hello(&s, e);
 		if (r == 0)
-			r = sec_reader_init(&s.r, chan_bstream(s.ch), e);
-		if (r == 0)
-			r = hello(&s, e);
+			r = start_lanes(&s, e);
 		if (r == 0)
 			r = precopy(&s, &left, e);
 		if (r == 0) {
@@ -389,13 +643,16 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		}
 		if (r == 0)
 			r = handover(&s, e);
-		rep->bytes_sent = chan_bytes_sent(s.ch);
-		rep->bytes_received = chan_bytes_received(s.ch);
-		rep->payload_bytes = chan_payload_sent(s.ch);
+		for (i = 0; i < s.nlanes; i++) {
+			rep->bytes_sent += chan_bytes_sent(s.lanes[i].ch);
+			rep->bytes_received += chan_bytes_received(s.lanes[i].ch);
+			rep->payload_bytes += chan_payload_sent(s.lanes[i].ch);
+		}
 	}
-	rep->data_pages = s.ps.data_pages;
-	rep->zero_pages = s.ps.zero_pages;
-	rep->zero_markers = s.ps.markers;
+	sum_pages(&s, &tot);
+	rep->data_pages = tot.data_pages;
+	rep->zero_pages = tot.zero_pages;
+	rep->zero_markers = tot.markers;
 	if (m->vm.dirty_logging)
 		vm_dirty_log_stop(&m->vm, NULL);
 	if (r < 0 && rep->result == MIGRATE_ABORTED) {
@@ -412,11 +669,9 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 			machine_resume(m);
 		err_wrap(e, "migration aborted during %s; the VM runs on here", s.prog.phase ? s.prog.phase : "setup");
 	}
-	if (s.ch) {
-		sec_writer_fini(&s.w);
-		sec_reader_fini(&s.r);
-		chan_close(s.ch);
-	}
+	stop_lanes(&s);
+	pthread_mutex_destroy(&s.lock);
+	pthread_cond_destroy(&s.cond);
 	if (rep->result == MIGRATE_COMMITTED) {
 		rep->downtime_ns = now_ns() - t_pause;
 		machine_stop(m, STOP_MIGRATED, 0, "migrated to the destination");

@@ -128,7 +128,9 @@ static int load_elf(struct vm *vm, const uint8_t *img, size_t len, struct mb_boo
 	    eh->e_phoff > len || (size_t)eh->e_phnum * sizeof(Elf32_Phdr) > len - eh->e_phoff)
 		return err_set(e, -ENOEXEC, "kernel ELF program headers are malformed");
 	for (i = 0; i < eh->e_phnum; i++) {
-		const Elf32_Phdr *ph = (const void *)(img + eh->e_phoff + i * sizeof(Elf32_Phdr));
+		Elf32_Phdr phdr, *ph = &phdr;
+		/* e_phoff need not be 4-byte aligned: copy the header rather than cast */
+		memcpy(&phdr, img + eh->e_phoff + i * sizeof(Elf32_Phdr), sizeof(phdr));
 		if (ph->p_type != PT_LOAD || ph->p_memsz == 0)
 			continue;
 		if (ph->p_offset > len || ph->p_filesz > len - ph->p_offset)

@@ -1,8 +1,10 @@
 #include "vmm/commands.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "migrate/migrate.h"
+#include "migrate/proto.h"
 #include "vmm/snapshot.h"
 
 void vmm_ctx_init(struct vmm_ctx *c, struct machine *m, const char *tls_dir)
@@ -109,7 +111,7 @@ static json_t *report_json(const struct migrate_report *r, const struct migrate_
 {
 	double secs = (double)r->total_ns / 1e9;
 
-	return json_pack("{s:s, s:s, s:s, s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:b, s:i, s:i, "
+	return json_pack("{s:s, s:s, s:s, s:I, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:b, s:i, s:i, s:i, "
 			 "s:f, s:f, s:f}",
 			 "result", result_name(r->result), "transport", r->transport ? r->transport : "none",
 			 "cipher", r->cipher, "ram_bytes", (json_int_t)r->ram_bytes,
@@ -119,7 +121,7 @@ static json_t *report_json(const struct migrate_report *r, const struct migrate_
 			 "payload_bytes", (json_int_t)r->payload_bytes, "pages_sent", (json_int_t)r->data_pages,
 			 "zero_pages", (json_int_t)r->zero_pages, "zero_markers", (json_int_t)r->zero_markers,
 			 "rounds", (int)r->rounds, "final_pages", (json_int_t)r->final_pages,
-			 "converged", r->converged, "throttle_pct", (int)r->throttle_pct,
+			 "converged", r->converged, "throttle_pct", (int)r->throttle_pct, "channels", (int)r->channels,
 			 "downtime_target_ms", (int)p->downtime_ms,
 			 "src_cpu_s", r->src_cpu_s, "dest_cpu_s", r->dest_cpu_s,
 			 "throughput_mb_s", secs > 0 ? (double)r->bytes_sent / 1e6 / secs : 0.0);
@@ -139,6 +141,13 @@ static int get_uint(json_t *req, const char *key, uint32_t def, uint32_t max, ui
 	return 0;
 }
 
+/* One channel per core, so encryption and copying use every core. */
+static uint32_t default_channels(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > MIG_MAX_CHANNELS ? MIG_MAX_CHANNELS : (uint32_t)n;
+}
+
 static json_t *cmd_migrate(struct vmm_ctx *c, json_t *req, struct err *e)
 {
 	struct migrate_params p = { 0 };
@@ -154,6 +163,10 @@ static json_t *cmd_migrate(struct vmm_ctx *c, json_t *req, struct err *e)
 		err_set(e, -EINVAL, "migrate needs a \"uri\" (tls://HOST:PORT)");
 		return NULL;
 	}
+	if (json_object_get(req, "channels") && json_integer_value(json_object_get(req, "channels")) < 1) {
+		err_set(e, -EINVAL, "\"channels\" must be at least 1");
+		return NULL;
+	}
 	if (!strncmp(p.uri, "tls://", 6) && !p.tls_dir) {
 		err_set(e, -EINVAL, "migrate to tls:// needs --tls-dir DIR (here or on `sealvm run`)");
 		return NULL;
@@ -162,7 +175,8 @@ static json_t *cmd_migrate(struct vmm_ctx *c, json_t *req, struct err *e)
 	    get_uint(req, "max_rounds", 30, 1000, &p.max_rounds, e) < 0 ||
 	    get_uint(req, "timeout_ms", 30000, 3600000, &p.timeout_ms, e) < 0 ||
 	    get_uint(req, "outcome_wait_ms", 10000, 3600000, &p.outcome_wait_ms, e) < 0 ||
-	    get_uint(req, "max_throttle", 99, 99, &p.max_throttle, e) < 0)
+	    get_uint(req, "max_throttle", 99, 99, &p.max_throttle, e) < 0 ||
+	    get_uint(req, "channels", default_channels(), MIG_MAX_CHANNELS, &p.channels, e) < 0)
 		return NULL;
 	if (pthread_mutex_trylock(&c->op_lock)) {
 		err_set(e, -EBUSY, "another snapshot or migration is in progress");
