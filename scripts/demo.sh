@@ -23,8 +23,8 @@ pids+=($!)
 waitfor "$D/hostb.log" "waiting for an incoming VM" 10
 cat "$D/hostb.log"
 
-say "3. Host A boots the memory checker (32 MiB working set, rewriting pages continuously)"
-$B/sealvm run --kernel $B/guest/memcheck.elf --cmdline "ws=32 rate=64 hb=500" --mem 512M \
+say "3. Host A boots the memory checker (32 MiB working set, rewriting pages at 64 MB/s)"
+$B/sealvm run --kernel $B/guest/memcheck.elf --cmdline "ws=32 rate=64 light=1 hb=500" --mem 512M \
   --tls-dir "$B/certs/hosta" --serial "file:$D/hosta.serial" --control "$D/hosta.sock" >"$D/hosta.log" 2>&1 &
 src=$!; pids+=($src)
 waitfor "$D/hosta.serial" "^HB seq=3 " 120
