@@ -60,6 +60,7 @@ struct src {
 	pthread_cond_t cond;
 	uint64_t gen, done;
 	bool zero_markers, quit;
+	bool paused;               /* stop and copy: guest memory is stable */
 	uint32_t round;
 };
 
@@ -242,7 +243,7 @@ static int lane_round(struct lane *l, uint32_t round, bool zero_markers, struct 
 
 	for (off = 0; r == 0 && off < l->n; off += CHECK_EVERY) {
 		uint64_t k = l->n - off < CHECK_EVERY ? l->n - off : CHECK_EVERY;
-		r = pages_send(&l->w, l->s->m->vm.ram, l->idx + off, k, zero_markers, &l->ps, e);
+		r = pages_send(&l->w, l->s->m->vm.ram, l->idx + off, k, zero_markers, l->s->paused, &l->ps, e);
 		if (r == 0)
 			r = check_peer(l, e);
 	}
@@ -490,6 +491,7 @@ static int stop_and_copy(struct src *s, uint64_t left, struct err *e)
 		return r;
 	n = collect(s);
 	s->prog.remaining_pages = n;
+	s->paused = true;
 	progress(s, "stop-and-copy");
 	r = send_round(s, s->rep->rounds, n, true, e);
 	if (r == 0)

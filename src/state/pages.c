@@ -25,18 +25,25 @@ bool page_is_zero(const void *page)
 /* Pages are copied once into stage before anything reads them: the guest may
  * write a page while it is being sent, and the checksum, the zero test and the
  * bytes on the wire must all describe the same contents. */
+/* With stage == NULL the memory is stable (the guest is paused): pages go out
+ * straight from guest RAM, adjacent ones in one iovec. */
 static int send_batch(struct sec_writer *w, const uint8_t *ram, const uint64_t *idx, uint32_t n,
 		      bool zero_markers, uint8_t *stage, struct pages_stats *st, struct err *e)
 {
 	struct pages_head head = { 0, 0 };
 	uint64_t ent[PAGES_BATCH];
-	struct iovec iov[3];
-	uint32_t i, ndata = 0;
+	struct iovec iov[PAGES_BATCH + 2];
+	uint32_t i, ndata = 0, niov = 2;
 	uint64_t len;
 
 	for (i = 0; i < n; i++) {
-		uint8_t *p = stage + (size_t)ndata * PAGE;
-		memcpy(p, ram + idx[i] * PAGE, PAGE);
+		uint8_t *p;
+		if (stage) {
+			p = stage + (size_t)ndata * PAGE;
+			memcpy(p, ram + idx[i] * PAGE, PAGE);
+		} else {
+			p = (uint8_t *)ram + idx[i] * PAGE;
+		}
 		if (page_is_zero(p)) {
 			st->zero_pages++;
 			if (zero_markers) {
@@ -46,32 +53,39 @@ static int send_batch(struct sec_writer *w, const uint8_t *ram, const uint64_t *
 			continue;
 		}
 		ent[head.count++] = idx[i];
+		if (stage)
+			;
+		else if (ndata && (uint8_t *)iov[niov - 1].iov_base + iov[niov - 1].iov_len == p)
+			iov[niov - 1].iov_len += PAGE;
+		else
+			iov[niov++] = (struct iovec){ p, PAGE };
 		ndata++;
 	}
 	if (!head.count)
 		return 0;
 	iov[0] = (struct iovec){ &head, sizeof(head) };
 	iov[1] = (struct iovec){ ent, head.count * sizeof(ent[0]) };
-	iov[2] = (struct iovec){ stage, (size_t)ndata * PAGE };
+	if (stage && ndata)
+		iov[niov++] = (struct iovec){ stage, (size_t)ndata * PAGE };
 	len = sizeof(head) + head.count * sizeof(ent[0]) + (uint64_t)ndata * PAGE;
 	st->data_pages += ndata;
 	st->sections++;
 	{
 		int r = sec_begin(w, SEC_PAGES, PAGES_VERSION, len, e);
 		if (r == 0)
-			r = sec_add(w, iov, ndata ? 3 : 2, e);
+			r = sec_add(w, iov, (int)niov, e);
 		return r ? r : sec_end(w, e);
 	}
 }
 
 int pages_send(struct sec_writer *w, const uint8_t *ram, const uint64_t *idx, uint64_t n,
-	       bool zero_markers, struct pages_stats *st, struct err *e)
+	       bool zero_markers, bool stable, struct pages_stats *st, struct err *e)
 {
-	uint8_t *stage = malloc((size_t)PAGES_BATCH * PAGE);
+	uint8_t *stage = stable ? NULL : malloc((size_t)PAGES_BATCH * PAGE);
 	uint64_t off;
 	int r = 0;
 
-	if (!stage)
+	if (!stable && !stage)
 		return err_set(e, -ENOMEM, "page staging buffer");
 	for (off = 0; off < n && r == 0; off += PAGES_BATCH) {
 		uint32_t k = (uint32_t)(n - off < PAGES_BATCH ? n - off : PAGES_BATCH);

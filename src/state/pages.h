@@ -27,9 +27,10 @@ struct pages_stats {
 bool page_is_zero(const void *page);
 
 /* Sends pages idx[0..n) of ram as PAGES sections. A zero page travels as a marker
- * when zero_markers is set (the receiver may hold stale data), else is elided. */
+ * when zero_markers is set (the receiver may hold stale data), else is elided.
+ * stable: the guest is paused, so pages need no staging copy. */
 int pages_send(struct sec_writer *w, const uint8_t *ram, const uint64_t *idx, uint64_t n,
-	       bool zero_markers, struct pages_stats *st, struct err *e);
+	       bool zero_markers, bool stable, struct pages_stats *st, struct err *e);
 
 /* Receives the PAGES section whose header was just read into ram (ram_pages pages).
  * Every page number is checked before any byte of the section lands. */

@@ -23,7 +23,7 @@ int machine_send_ram(struct machine *m, struct sec_writer *w, struct pages_stats
 	}
 	/* never-populated pages are zero: counted, not read */
 	st->zero_pages += m->vm.ram_pages - (uint64_t)n;
-	r = pages_send(w, m->vm.ram, idx, (uint64_t)n, false, st, e);
+	r = pages_send(w, m->vm.ram, idx, (uint64_t)n, false, true, st, e); /* paused: no staging */
 	free(idx);
 	return r;
 }
