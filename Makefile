@@ -54,6 +54,7 @@ $(B)/tools/%: tests/tools/%.c $(B)/libsealvm.a
 unit: $(UNIT_BIN)
 
 include guest/guest.mk
+include fuzz/fuzz.mk
 
 check: all unit
 	@scripts/deps.sh test

@@ -61,6 +61,12 @@ json_t *ctl_parse_request(const char *line, size_t len, struct err *e)
 	}
 	req = json_loadb(line ? line : "", len, JSON_REJECT_DUPLICATES, &je);
 	if (!req) {
+		/* je.text can quote raw request bytes: keep the message printable ASCII, or
+		 * the error response (a JSON string) cannot be built */
+		char *p;
+		for (p = je.text; *p; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+				*p = '?';
 		err_set(e, -EINVAL, "request is not valid JSON at line %d column %d: %s",
 			je.line, je.column, je.text);
 		return NULL;

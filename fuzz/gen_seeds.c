@@ -1,0 +1,377 @@
+/* Writes the seed corpora for the fuzz targets (no KVM needed):
+ *   gen_seeds DIR   ->  files in DIR/fuzz_stream/, DIR/fuzz_state/, DIR/fuzz_multiboot/
+ *                       and DIR/fuzz_control/
+ * Stream seeds are valid streams as sealvm writes them (CONFIG for 4 MiB of RAM, PAGES,
+ * SERIAL, VCPU and VM states that pass validation, END) behind fuzz_stream's mode byte.
+ * Everything is deterministic, so regenerating gives the same files. */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dev/serial.h"
+#include "migrate/proto.h"
+#include "state/pages.h"
+#include "state/section.h"
+#include "vm/multiboot.h"
+#include "vm/vcpu.h"
+#include "vm/vm_state.h"
+#include "vmm/machine.h"
+
+#define RAM_SIZE (4ULL << 20)
+#define RAM_PAGES (RAM_SIZE / PAGE_SIZE)
+
+static const char *root;
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static void die(const char *what, const struct err *e)
+{
+	fprintf(stderr, "gen_seeds: %s: %s\n", what, e ? e->msg : strerror(errno));
+	exit(1);
+}
+
+static int open_out(const char *sub, const char *name)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", root, sub);
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		die(path, NULL);
+	snprintf(path, sizeof(path), "%s/%s/%s", root, sub, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		die(path, NULL);
+	return fd;
+}
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+	if (write(fd, buf, len) != (ssize_t)len)
+		die("write", NULL);
+}
+
+static void write_file(const char *sub, const char *name, const void *buf, size_t len)
+{
+	int fd = open_out(sub, name);
+
+	write_all(fd, buf, len);
+	close(fd);
+}
+
+/* ---- plausible saved states ---- */
+
+static void make_vcpu(struct vcpu_state *s)
+{
+	struct kvm_segment code = { .base = 0, .limit = 0xffffffff, .selector = 0x08, .type = 11,
+				    .present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1 };
+	struct kvm_segment data = code;
+
+	memset(s, 0, sizeof(*s));
+	s->version = VCPU_STATE_VERSION;
+	s->id = 0;
+	s->tsc_khz = 2000000;
+	s->mp_state.mp_state = KVM_MP_STATE_RUNNABLE;
+	s->regs.rip = 0x100010;
+	s->regs.rflags = 0x202;
+	s->regs.rsp = 0x10f000;
+	s->regs.rax = 0x2badb002;
+	s->regs.rbx = MB_INFO_ADDR;
+	data.selector = 0x10;
+	data.type = 3;
+	s->sregs.cs = code;
+	s->sregs.ds = s->sregs.es = s->sregs.fs = s->sregs.gs = s->sregs.ss = data;
+	s->sregs.gdt.base = MB_GDT_ADDR;
+	s->sregs.gdt.limit = 23;
+	s->sregs.cr0 = 0x11;
+	s->sregs.apic_base = 0xfee00900;
+	s->xcrs.nr_xcrs = 1;
+	s->xcrs.xcrs[0].xcr = 0;
+	s->xcrs.xcrs[0].value = 1;
+	s->debugregs.dr6 = 0xffff0ff0;
+	s->debugregs.dr7 = 0x400;
+	s->nmsrs = 3;
+	s->msrs[0] = (struct kvm_msr_entry){ .index = 0x10, .data = 123456789 };       /* TSC */
+	s->msrs[1] = (struct kvm_msr_entry){ .index = 0x1b, .data = 0xfee00900 };      /* APIC base */
+	s->msrs[2] = (struct kvm_msr_entry){ .index = 0x6e0, .data = 0 };              /* TSC deadline */
+	s->ncpuid = 2;
+	s->cpuid[0] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 0xd, .ebx = 0x756e6547,
+						 .ecx = 0x6c65746e, .edx = 0x49656e69 };
+	s->cpuid[1] = (struct kvm_cpuid_entry2){ .function = 1, .eax = 0x906ea, .edx = 0x178bfbff };
+	s->xsave_size = sizeof(struct kvm_xsave);
+	s->xsave[0] = 0x7f; /* FCW 0x037f */
+	s->xsave[1] = 0x03;
+	s->xsave[24] = 0x80; /* MXCSR 0x1f80 */
+	s->xsave[25] = 0x1f;
+}
+
+static void make_vm(struct vm_state *s)
+{
+	int i;
+
+	memset(s, 0, sizeof(*s));
+	s->version = VM_STATE_VERSION;
+	for (i = 0; i < 3; i++)
+		s->chips[i].chip_id = (uint32_t)i;
+	s->chips[0].chip.pic.irq_base = 0x20;
+	s->chips[0].chip.pic.imr = 0xb8;
+	s->chips[0].chip.pic.elcr_mask = 0xf8;
+	s->chips[1].chip.pic.irq_base = 0x28;
+	s->chips[1].chip.pic.imr = 0xff;
+	s->chips[1].chip.pic.elcr_mask = 0xde;
+	s->chips[2].chip.ioapic.base_address = 0xfec00000;
+	for (i = 0; i < KVM_IOAPIC_NUM_PINS; i++)
+		s->chips[2].chip.ioapic.redirtbl[i].fields.mask = 1;
+	for (i = 0; i < 3; i++) {
+		struct kvm_pit_channel_state *c = &s->pit.channels[i];
+		c->count = 0x10000;
+		c->mode = i == 0 ? 2 : 0xff;
+		c->rw_mode = 3;
+		c->read_state = 3;
+		c->write_state = 3;
+		c->gate = i != 2;
+	}
+	s->clock.clock = 987654321;
+}
+
+static void make_serial(struct serial_state *out)
+{
+	struct serial u;
+
+	serial_init(&u, -1, NULL, NULL);
+	serial_input(&u, (const uint8_t *)"hi", 2);
+	serial_save(&u, out);
+	serial_destroy(&u);
+	out->ier = 0x01;
+}
+
+/* ---- stream seeds ---- */
+
+enum { PART_ROUND = 1, PART_STATE = 2, PART_MANY_PAGES = 4, PART_ABORT = 8 };
+
+static void stream_seed(const char *name, uint8_t mode, unsigned parts)
+{
+	static uint8_t ram[RAM_SIZE];
+	struct machine_config cfg = { .version = CONFIG_VERSION, .nr_vcpus = 1, .ram_size = RAM_SIZE };
+	struct iovec iov;
+	struct pages_stats st = { 0 };
+	struct fd_bstream fb;
+	struct sec_writer w;
+	struct err e = { 0 };
+	uint64_t idx[64];
+	uint64_t i, n = 0;
+	int fd = open_out("fuzz_stream", name);
+
+	write_all(fd, &mode, 1);
+	fd_bstream_init(&fb, fd);
+	if (sec_writer_init(&w, &fb.bs, &e) < 0)
+		die("writer", &e);
+	iov = (struct iovec){ &cfg, sizeof(cfg) };
+	if (sec_write(&w, SEC_CONFIG, 1, &iov, 1, &e) < 0)
+		die("CONFIG", &e);
+
+	memset(ram, 0, sizeof(ram));
+	/* a run of 4 adjacent pages, a page with one byte set, a zero page, scattered pages */
+	for (i = 0; i < 4; i++) {
+		uint64_t *p = (uint64_t *)(ram + (0x100 + i) * PAGE_SIZE), k;
+		for (k = 0; k < PAGE_SIZE / 8; k += 61)
+			p[k] = next_rand();
+		idx[n++] = 0x100 + i;
+	}
+	ram[0x200 * PAGE_SIZE + 4095] = 1;
+	idx[n++] = 0x200;
+	idx[n++] = 0x201; /* zero */
+	if (parts & PART_MANY_PAGES) {
+		for (i = 0; i < 8; i++) {
+			uint64_t p = 0x300 + i * 7;
+			ram[p * PAGE_SIZE + i] = (uint8_t)next_rand() | 1;
+			idx[n++] = p;
+			idx[n++] = RAM_PAGES - 1 - i; /* zero */
+		}
+	}
+	if (parts & PART_ROUND) {
+		struct mig_round rnd = { .round = 1, .pages = n };
+		iov = (struct iovec){ &rnd, sizeof(rnd) };
+		if (sec_write(&w, SEC_ROUND, 1, &iov, 1, &e) < 0)
+			die("ROUND", &e);
+	}
+	if (pages_send(&w, ram, idx, n, true, false, &st, &e) < 0)
+		die("PAGES", &e);
+	if (parts & PART_ROUND) {
+		struct mig_round rnd = { .round = 2, .pages = 2 };
+		iov = (struct iovec){ &rnd, sizeof(rnd) };
+		if (sec_write(&w, SEC_ROUND, 1, &iov, 1, &e) < 0)
+			die("ROUND", &e);
+		if (pages_send(&w, ram, idx, 2, false, false, &st, &e) < 0)
+			die("PAGES", &e);
+	}
+	if (parts & PART_ABORT) {
+		struct mig_abort a;
+		memset(&a, 0, sizeof(a));
+		snprintf(a.reason, sizeof(a.reason), "source gave up");
+		iov = (struct iovec){ &a, sizeof(a) };
+		if (sec_write(&w, SEC_ABORT, 1, &iov, 1, &e) < 0)
+			die("ABORT", &e);
+	}
+	if (parts & PART_STATE) {
+		struct serial_state ss;
+		struct vcpu_state *vs = malloc(sizeof(*vs));
+		struct vm_state vms;
+
+		if (!vs)
+			die("malloc", NULL);
+		make_serial(&ss);
+		make_vcpu(vs);
+		make_vm(&vms);
+		iov = (struct iovec){ &ss, sizeof(ss) };
+		if (sec_write(&w, SEC_SERIAL, SERIAL_STATE_VERSION, &iov, 1, &e) < 0)
+			die("SERIAL", &e);
+		iov = (struct iovec){ vs, sizeof(*vs) };
+		if (sec_write(&w, SEC_VCPU, VCPU_STATE_VERSION, &iov, 1, &e) < 0)
+			die("VCPU", &e);
+		iov = (struct iovec){ &vms, sizeof(vms) };
+		if (sec_write(&w, SEC_VM, VM_STATE_VERSION, &iov, 1, &e) < 0)
+			die("VM", &e);
+		free(vs);
+	}
+	if (sec_write_end(&w, st.data_pages + st.markers, &e) < 0)
+		die("END", &e);
+	sec_writer_fini(&w);
+	close(fd);
+}
+
+/* ---- state seeds: selector byte + struct ---- */
+
+static void state_seeds(void)
+{
+	struct vcpu_state *vs = malloc(sizeof(*vs));
+	uint8_t buf[1 + sizeof(struct vm_state) + 64];
+	struct serial_state ss;
+	struct vm_state vms;
+	/* {op, value}: write LCR, set IER, read IIR, read RX twice, loopback write, input */
+	static const uint8_t ops[] = { 0x83, 0x03, 0x81, 0x03, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
+				       0x84, 0x10, 0x80, 0x41, 0x05, 0x00, 0x43, 0x7a, 0x06, 0x00 };
+
+	if (!vs)
+		die("malloc", NULL);
+	make_vcpu(vs);
+	/* everything validation reads lies before the LAPIC state; the rest is zero-padded */
+	buf[0] = 0;
+	{
+		int fd = open_out("fuzz_state", "vcpu");
+		write_all(fd, buf, 1);
+		write_all(fd, vs, offsetof(struct vcpu_state, lapic));
+		close(fd);
+	}
+	free(vs);
+	make_vm(&vms);
+	buf[0] = 1;
+	memcpy(buf + 1, &vms, sizeof(vms));
+	write_file("fuzz_state", "vm", buf, 1 + sizeof(vms));
+	make_serial(&ss);
+	buf[0] = 2;
+	memcpy(buf + 1, &ss, sizeof(ss));
+	memcpy(buf + 1 + sizeof(ss), ops, sizeof(ops));
+	write_file("fuzz_state", "serial", buf, 1 + sizeof(ss) + sizeof(ops));
+}
+
+/* ---- multiboot seeds: a tiny ELF32 kernel and an a.out-kludge image ---- */
+
+static void multiboot_seeds(void)
+{
+	static uint8_t img[0x1100];
+	Elf32_Ehdr *eh = (Elf32_Ehdr *)img;
+	Elf32_Phdr *ph = (Elf32_Phdr *)(img + sizeof(*eh));
+	uint32_t *mb = (uint32_t *)(img + 0x80);
+	size_t i;
+
+	memset(img, 0, sizeof(img));
+	memcpy(eh->e_ident, ELFMAG, SELFMAG);
+	eh->e_ident[EI_CLASS] = ELFCLASS32;
+	eh->e_ident[EI_DATA] = ELFDATA2LSB;
+	eh->e_ident[EI_VERSION] = EV_CURRENT;
+	eh->e_type = ET_EXEC;
+	eh->e_machine = EM_386;
+	eh->e_version = EV_CURRENT;
+	eh->e_entry = 0x100000;
+	eh->e_phoff = sizeof(*eh);
+	eh->e_ehsize = sizeof(*eh);
+	eh->e_phentsize = sizeof(*ph);
+	eh->e_phnum = 2;
+	ph[0] = (Elf32_Phdr){ .p_type = PT_LOAD, .p_offset = 0x1000, .p_vaddr = 0x100000,
+			      .p_paddr = 0x100000, .p_filesz = 0x100, .p_memsz = 0x2000, .p_flags = 7,
+			      .p_align = 0x1000 };
+	ph[1] = (Elf32_Phdr){ .p_type = PT_NOTE, .p_offset = 0x80, .p_filesz = 12 };
+	mb[0] = 0x1BADB002;
+	mb[1] = 0x3;
+	mb[2] = -(0x1BADB002u + 0x3);
+	for (i = 0; i < 0x100; i++)
+		img[0x1000 + i] = (uint8_t)(i * 7 + 1);
+	img[0x1000] = 0xf4; /* hlt */
+	write_file("fuzz_multiboot", "tiny.elf", img, sizeof(img));
+
+	/* a.out kludge: a flat image loaded at 1 MiB whose header (at 0x10) says so */
+	memset(img, 0x90, 0x200);
+	mb = (uint32_t *)(img + 0x10);
+	mb[0] = 0x1BADB002;
+	mb[1] = 0x10003;
+	mb[2] = -(0x1BADB002u + 0x10003);
+	mb[3] = 0x100010;  /* header_addr */
+	mb[4] = 0x100000;  /* load_addr */
+	mb[5] = 0x100200;  /* load_end_addr */
+	mb[6] = 0x104000;  /* bss_end_addr */
+	mb[7] = 0x100040;  /* entry_addr */
+	write_file("fuzz_multiboot", "aout.bin", img, 0x200);
+}
+
+static void control_seeds(void)
+{
+	static const char *const lines[] = {
+		"{\"cmd\":\"status\"}",
+		"{\"cmd\":\"migrate\",\"uri\":\"tls://127.0.0.1:4444\",\"max_downtime_ms\":300}\r",
+		"{\"cmd\":\"snapshot\",\"path\":\"/tmp/a.snap\",\"nested\":{\"a\":[1,2.5,true,null,\"\\u00e9\"]}}",
+		"[\"cmd\",\"status\"]",
+		"{\"cmd\":\"\"}",
+		"{\"cmd\":\"a\",\"cmd\":\"b\"}",
+	};
+	char name[16];
+	size_t i;
+
+	for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		snprintf(name, sizeof(name), "line%zu", i);
+		write_file("fuzz_control", name, lines[i], strlen(lines[i]));
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: gen_seeds DIR\n");
+		return 2;
+	}
+	root = argv[1];
+	if (mkdir(root, 0755) < 0 && errno != EEXIST)
+		die(root, NULL);
+	stream_seed("full-raw", 0, PART_STATE);
+	stream_seed("full-fix", 1, PART_STATE);
+	stream_seed("migration-fix", 1, PART_ROUND | PART_STATE | PART_MANY_PAGES);
+	stream_seed("pages-raw", 0, PART_MANY_PAGES);
+	stream_seed("small-fix", 1, 0);
+	stream_seed("abort-fix", 1, PART_ROUND | PART_ABORT);
+	state_seeds();
+	multiboot_seeds();
+	control_seeds();
+	return 0;
+}
