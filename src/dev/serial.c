@@ -218,7 +218,7 @@ void serial_save(struct serial *u, struct serial_state *out)
 	memset(out->pad, 0, sizeof(out->pad));
 }
 
-int serial_load(struct serial *u, const struct serial_state *in, struct err *e)
+int serial_state_validate(const struct serial_state *in, struct err *e)
 {
 	if (in->version != SERIAL_STATE_VERSION)
 		return err_set(e, -EPROTO, "serial state version %u not supported (expected %u)",
@@ -229,6 +229,15 @@ int serial_load(struct serial *u, const struct serial_state *in, struct err *e)
 	if (!!in->rx_count != !!(in->lsr & LSR_DR) || in->thri_pending > 1)
 		return err_set(e, -EINVAL, "serial state: inconsistent line status 0x%02x for %u queued bytes",
 			       in->lsr, in->rx_count);
+	return 0;
+}
+
+int serial_load(struct serial *u, const struct serial_state *in, struct err *e)
+{
+	int r = serial_state_validate(in, e);
+
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&u->lock);
 	u->s = *in;
 	u->irq_level = -1; /* force the line to be driven to the loaded level */

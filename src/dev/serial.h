@@ -43,6 +43,8 @@ int serial_attach(struct serial *u, struct pio_bus *bus);
 size_t serial_input(struct serial *u, const uint8_t *buf, size_t len);
 
 void serial_save(struct serial *u, struct serial_state *out);
+/* Checks a saved state: version, FIFO indices, line status. */
+int serial_state_validate(const struct serial_state *in, struct err *e);
 /* Validates and loads a saved state; drives the IRQ line to match it. */
 int serial_load(struct serial *u, const struct serial_state *in, struct err *e);
 

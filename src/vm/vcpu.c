@@ -363,7 +363,8 @@ int vcpu_load_state(struct vcpu *v, const struct vcpu_state *s, struct err *e)
 		return err_sys(e, -errno, "KVM_SET_REGS");
 	if (ioctl(v->fd, KVM_SET_SREGS, &s->sregs) < 0)
 		return err_sys(e, -errno, "KVM_SET_SREGS");
-	xs = calloc(1, s->xsave_size);
+	/* the kernel reads its own XSAVE size, which may exceed the saved one */
+	xs = calloc(1, VCPU_XSAVE_MAX);
 	if (!xs)
 		return err_set(e, -ENOMEM, "xsave buffer");
 	memcpy(xs, s->xsave, s->xsave_size);

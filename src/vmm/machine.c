@@ -438,6 +438,8 @@ int machine_load_section(struct machine_loader *l, struct sec_reader *r, const s
 		if (l->have_serial)
 			return err_set(e, -EPROTO, "stream has a second SERIAL section");
 		rc = sec_read_exact(r, h, &l->serial, sizeof(l->serial), e);
+		if (rc == 0)
+			rc = serial_state_validate(&l->serial, e);
 		l->have_serial = rc == 0;
 		return rc;
 	default:
