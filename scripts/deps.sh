@@ -5,8 +5,8 @@ set -euo pipefail
 need=(gcc make binutils libc6-dev libssl-dev libjansson-dev libxxhash-dev openssl)
 case "${1:-build}" in
   build) ;;
-  test)  need+=(clang iproute2 qemu-system-x86 procps psmisc) ;;
-  bench) need+=(qemu-system-x86 gnuplot-nox openssl iproute2) ;;
+  test)  need+=(clang libclang-rt-14-dev iproute2 qemu-system-x86 procps python3) ;;
+  bench) need+=(qemu-system-x86 gnuplot-nox openssl iproute2 python3) ;;
 esac
 missing=()
 for p in "${need[@]}"; do
