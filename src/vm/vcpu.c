@@ -292,8 +292,19 @@ int vcpu_save_state(struct vcpu *v, struct vcpu_state *s, struct err *e)
 	return 0;
 }
 
+static int segment_ok(const struct kvm_segment *g)
+{
+	return g->type <= 15 && g->dpl <= 3 && g->present <= 1 && g->db <= 1 && g->s <= 1 && g->l <= 1 &&
+	       g->g <= 1 && g->avl <= 1 && g->unusable <= 1 && !(g->l && g->db);
+}
+
 int vcpu_state_validate(const struct vcpu_state *s, struct err *e)
 {
+	const struct kvm_segment *segs[] = { &s->sregs.cs, &s->sregs.ds, &s->sregs.es, &s->sregs.fs,
+					     &s->sregs.gs, &s->sregs.ss, &s->sregs.tr, &s->sregs.ldt };
+	static const char *const names[] = { "CS", "DS", "ES", "FS", "GS", "SS", "TR", "LDT" };
+	uint32_t i;
+
 	if (s->version != VCPU_STATE_VERSION)
 		return err_set(e, -EPROTO, "vCPU state version %u not supported (expected %u)",
 			       s->version, VCPU_STATE_VERSION);
@@ -311,6 +322,22 @@ int vcpu_state_validate(const struct vcpu_state *s, struct err *e)
 	if (s->sregs.efer & ~0xd01ULL)
 		return err_set(e, -EINVAL, "vCPU state: EFER 0x%llx has reserved bits",
 			       (unsigned long long)s->sregs.efer);
+	if ((s->sregs.efer & 0x400) && !(s->sregs.efer & 0x100))
+		return err_set(e, -EINVAL, "vCPU state: EFER has long mode active but not enabled");
+	if (s->sregs.cr0 >> 32 || s->sregs.cr4 >> 32 || s->sregs.cr8 > 15)
+		return err_set(e, -EINVAL, "vCPU state: CR0/CR4/CR8 reserved bits set");
+	if (s->sregs.apic_base & 0x2ffULL || s->sregs.apic_base >> 52)
+		return err_set(e, -EINVAL, "vCPU state: APIC base 0x%llx is malformed",
+			       (unsigned long long)s->sregs.apic_base);
+	for (i = 0; i < sizeof(segs) / sizeof(segs[0]); i++)
+		if (!segment_ok(segs[i]))
+			return err_set(e, -EINVAL, "vCPU state: %s segment descriptor fields out of range", names[i]);
+	if (s->events.exception.nr >= 32 || s->events.exception.injected > 1 ||
+	    s->events.nmi.injected > 1 || s->events.nmi.pending > 1 || s->events.nmi.masked > 1)
+		return err_set(e, -EINVAL, "vCPU state: pending event fields out of range");
+	for (i = 0; i < s->ncpuid; i++)
+		if (s->cpuid[i].flags & ~7u)
+			return err_set(e, -EINVAL, "vCPU state: CPUID entry %u has unknown flags", i);
 	return 0;
 }
 

@@ -38,8 +38,19 @@ int vm_state_validate(const struct vm_state *s, struct err *e)
 		    c->write_state > 4 || c->rw_mode > 3)
 			return err_set(e, -EINVAL, "VM state: PIT channel %d fields out of range", i);
 	}
-	if (s->chips[2].chip.ioapic.id > 0xff)
-		return err_set(e, -EINVAL, "VM state: IOAPIC id out of range");
+	if (s->chips[2].chip.ioapic.id > 0xff || s->chips[2].chip.ioapic.base_address != 0xfec00000ULL)
+		return err_set(e, -EINVAL, "VM state: IOAPIC id or base address out of range");
+	for (i = 0; i < 2; i++) {
+		const struct kvm_pic_state *p = &s->chips[i].chip.pic;
+		/* vectors come in blocks of 8; the init sequence has 4 steps */
+		if (p->irq_base & 7 || p->init_state > 3 || p->read_reg_select > 1 || p->poll > 1 ||
+		    p->special_mask > 1 || p->auto_eoi > 1 || p->rotate_on_auto_eoi > 1 ||
+		    p->special_fully_nested_mode > 1 || p->init4 > 1 || p->priority_add > 7)
+			return err_set(e, -EINVAL, "VM state: PIC %d fields out of range", i);
+	}
+	if (s->pit.channels[0].count > 0x10000 || s->pit.channels[1].count > 0x10000 ||
+	    s->pit.channels[2].count > 0x10000)
+		return err_set(e, -EINVAL, "VM state: PIT count beyond 16 bits");
 	return 0;
 }
 
