@@ -419,6 +419,10 @@ static int precopy(struct src *s, uint64_t *left, struct err *e)
 	s->lanes[0].ps.zero_pages += m->vm.ram_pages - (uint64_t)pop;
 	n = (uint64_t)pop;
 	for (;;) {
+		if (machine_state(m) == MACHINE_STOPPED) {
+			r = err_set(e, -ECANCELED, "the VM stopped during the migration");
+			break;
+		}
 		s->prog.round = round;
 		s->prog.remaining_pages = n;
 		progress(s, "precopy");
@@ -641,7 +645,12 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 			t_pause = now_ns();
 			machine_pause(m);
 			paused = true;
-			r = stop_and_copy(&s, left, e);
+			/* the guest may have ended (quit, reset, debug exit) meanwhile */
+			if (machine_state(m) != MACHINE_PAUSED)
+				r = err_set(e, -ECANCELED, "the VM %s during the migration",
+					    m->stop_reason == STOP_QUIT ? "was told to quit" : "stopped");
+			else
+				r = stop_and_copy(&s, left, e);
 		}
 		if (r == 0)
 			r = handover(&s, e);
