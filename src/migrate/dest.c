@@ -221,6 +221,12 @@ static int lane_receive(struct dst *d, struct machine_loader *ld, struct err *e)
 			a.reason[sizeof(a.reason) - 1] = 0;
 			if (r == 0)
 				r = err_set(e, -ECONNABORTED, "%s", a.reason);
+		} else if (h.id == SEC_SYNC && ld) {
+			/* the ROUND before it held every lane until all had caught up */
+			struct mig_sync sy;
+			r = sec_read_exact(&d->r, &h, &sy, sizeof(sy), e);
+			if (r == 0)
+				r = send_rec(d, SEC_SYNC_ACK, &sy, sizeof(sy), e);
 		} else if (h.id == SEC_END) {
 			r = sec_check_end(&d->r, &h, d->ps.data_pages + d->ps.markers, e);
 			if (r == 0)

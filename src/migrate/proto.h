@@ -4,6 +4,8 @@
  *   HELLO {version, RAM, id}  -->
  *                             <-- HELLO_ACK {accept | refuse + reason}
  *   ROUND, PAGES ... (pre-copy rounds; vCPUs running)
+ *   ROUND (empty, every channel), SYNC -->
+ *                             <-- SYNC_ACK (all sent so far is applied)
  *   PAGES, SERIAL, VCPU, VM, END  (vCPUs paused: stop and copy)
  *                             <-- READY (verified and loaded, not running) | ABORT
  *   COMMIT                    -->
@@ -53,6 +55,10 @@ struct mig_round {
 	uint32_t round;
 	uint32_t pad;
 	uint64_t pages;
+};
+
+struct mig_sync {
+	uint64_t pages;            /* page entries sent so far, all channels */
 };
 
 struct mig_ready {

@@ -61,6 +61,7 @@ struct src {
 	uint64_t gen, done;
 	bool zero_markers, quit;
 	bool paused;               /* stop and copy: guest memory is stable */
+	uint64_t t_ack;            /* COMMIT_ACK received */
 	uint32_t round;
 };
 
@@ -322,8 +323,6 @@ static int send_round(struct src *s, uint32_t round, uint64_t n, bool zero_marke
 			*e = s->lanes[i].e;
 			r = err_wrap(e, "channel %d", i);
 		}
-	if (r < 0 && i > 1)
-		abort_reason(s, e);
 	return r;
 }
 
@@ -381,6 +380,25 @@ static void sum_pages(struct src *s, struct pages_stats *t)
 		t->zero_pages += s->lanes[i].ps.zero_pages;
 		t->markers += s->lanes[i].ps.markers;
 	}
+}
+
+/* Before the pause: wait until the destination has applied everything sent so
+ * far. Socket buffers hold megabytes; without this the guest would stay paused
+ * while the destination works through the previous round. */
+static int drain(struct src *s, uint32_t round, struct err *e)
+{
+	struct mig_round rd = { .round = round, .pages = 0 };
+	struct mig_sync sy = { 0 }, ack;
+	int i, r = 0;
+
+	progress(s, "drain");
+	for (i = s->nlanes - 1; r == 0 && i >= 0; i--) {
+		r = lane_send(&s->lanes[i], SEC_ROUND, &rd, sizeof(rd), i > 0, e);
+		sy.pages += s->lanes[i].ps.data_pages + s->lanes[i].ps.markers;
+	}
+	if (r == 0)
+		r = send_rec(s, SEC_SYNC, &sy, sizeof(sy), true, e);
+	return r ? r : expect(s, SEC_SYNC_ACK, &ack, sizeof(ack), e);
 }
 
 /* Stream bytes written on all lanes. */
@@ -473,7 +491,7 @@ static int precopy(struct src *s, uint64_t *left, struct err *e)
 	throttle_fini(&th);
 	s->rep->rounds = round;
 	*left = n;
-	return r;
+	return r ? r : drain(s, round, e);
 }
 
 /* Paused: the last dirty pages, the device and CPU state, and an END on every
@@ -596,6 +614,7 @@ static int handover(struct src *s, struct err *e)
 		s->rep->result = resolve_outcome(s, e);
 		return s->rep->result == MIGRATE_COMMITTED ? 0 : -ECONNABORTED;
 	}
+	s->t_ack = now_ns(); /* downtime ends here, not after our own clean-up */
 	s->rep->dest_resume_ns = ack.resume_ns;
 	s->rep->dest_cpu_s = (double)ack.cpu_ns / 1e9;
 	s->rep->result = MIGRATE_COMMITTED;
@@ -671,6 +690,9 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		 * destination why, then carry on here. */
 		if (s.ch) {
 			struct mig_abort a;
+			/* the destination's own reason beats "broken pipe" on some channel */
+			if (!strstr(e->msg, "destination aborted"))
+				abort_reason(&s, e);
 			memset(&a, 0, sizeof(a));
 			snprintf(a.reason, sizeof(a.reason), "source aborted: %s", e->msg);
 			chan_set_timeout(s.ch, 500);
@@ -684,7 +706,7 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 	pthread_mutex_destroy(&s.lock);
 	pthread_cond_destroy(&s.cond);
 	if (rep->result == MIGRATE_COMMITTED) {
-		rep->downtime_ns = now_ns() - t_pause;
+		rep->downtime_ns = (s.t_ack ? s.t_ack : now_ns()) - t_pause;
 		machine_stop(m, STOP_MIGRATED, 0, "migrated to the destination");
 		r = 0;
 	}

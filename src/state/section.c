@@ -25,6 +25,8 @@ static const struct sec_info infos[SEC_ID_MAX] = {
 	[SEC_ATTEST_REQ] = { "ATTEST_REQ", 1, 1024 },
 	[SEC_ATTEST] = { "ATTEST", 1, 8192 },
 	[SEC_ROUND] = { "ROUND", 1, 64 },
+	[SEC_SYNC] = { "SYNC", 1, 64 },
+	[SEC_SYNC_ACK] = { "SYNC_ACK", 1, 64 },
 };
 
 const char *sec_name(uint32_t id)

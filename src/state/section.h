@@ -36,6 +36,8 @@ enum sec_id {
 	SEC_ATTEST_REQ = 22,
 	SEC_ATTEST = 23,
 	SEC_ROUND = 24,   /* start of a pre-copy round (progress marker) */
+	SEC_SYNC = 25,    /* source: tell me when everything sent so far is applied */
+	SEC_SYNC_ACK = 26,
 	SEC_ID_MAX = 32,
 };
 
