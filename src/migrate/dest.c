@@ -310,7 +310,7 @@ static void *query_thread(void *arg)
 	while (!in->stop) {
 		struct chan *c;
 		struct err e = { 0 };
-		if (chan_accept(in->listener, 1000, &c, &e) == 0)
+		if (chan_accept(in->listener, 200, &c, &e) == 0) /* short: quitting waits for it */
 			answer_query(in, c);
 	}
 	return NULL;
