@@ -1,0 +1,1 @@
+"""sealvm benchmark driver modules (Python 3 standard library only)."""
