@@ -359,8 +359,9 @@ static int accept_lanes(struct incoming *in, const struct incoming_params *p, st
 	unsigned char fp0[32], fp[32];
 	int i, r;
 
-	if (x->n > 1 && chan_peer_fingerprint(x->lanes[0].ch, fp0, e) < 0 && chan_kind(x->lanes[0].ch) == CHAN_TLS)
-		return r = e->code;
+	if (x->n > 1 && chan_kind(x->lanes[0].ch) == CHAN_TLS &&
+	    (r = chan_peer_fingerprint(x->lanes[0].ch, fp0, e)) < 0)
+		return r;
 	for (i = 1; i < x->n; i++) {
 		struct mig_hello h;
 		struct dst d = { .rx = x };
