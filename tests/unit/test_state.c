@@ -180,6 +180,7 @@ static void good_vm(struct vm_state *s)
 		s->pit.channels[i].mode = i ? 0xff : 2;
 		s->pit.channels[i].rw_mode = 3;
 	}
+	s->chips[2].chip.ioapic.base_address = 0xfec00000;
 }
 
 static void good_serial(struct serial_state *s)
@@ -564,7 +565,7 @@ static void pages_round_trip(bool markers)
 
 static void test_unknown_id(void)
 {
-	static const uint32_t ids[] = { 0, 7, 15, 25, 31, 32, 1000, UINT32_MAX };
+	static const uint32_t ids[] = { 0, 7, 15, 27, 31, 32, 1000, UINT32_MAX };
 	uint8_t b[8] = { 0 };
 	struct err e;
 	size_t i;
@@ -1200,6 +1201,20 @@ static void test_validators(void)
 	good_vcpu(vs);
 	vs->mp_state.mp_state = 1000;
 	CHECK(vcpu_state_validate(vs, &e) == -EINVAL);
+	good_vcpu(vs);
+	vs->sregs.ss.dpl = 4;
+	CHECK(vcpu_state_validate(vs, &e) == -EINVAL);
+	CHECK_MSG(&e, "SS segment");
+	good_vcpu(vs);
+	vs->sregs.efer = 0x400; /* long mode active, not enabled */
+	CHECK(vcpu_state_validate(vs, &e) == -EINVAL);
+	good_vcpu(vs);
+	vs->sregs.apic_base = 0xfee00123;
+	CHECK(vcpu_state_validate(vs, &e) == -EINVAL);
+	CHECK_MSG(&e, "APIC base");
+	good_vcpu(vs);
+	vs->events.exception.nr = 40;
+	CHECK(vcpu_state_validate(vs, &e) == -EINVAL);
 	free(vs);
 
 	good_vm(&vms);
@@ -1211,6 +1226,17 @@ static void test_validators(void)
 	vms.chips[2].chip.ioapic.id = 0x100;
 	CHECK(vm_state_validate(&vms, &e) == -EINVAL);
 	CHECK_MSG(&e, "IOAPIC id");
+	good_vm(&vms);
+	vms.chips[2].chip.ioapic.base_address = 0xfee00000;
+	CHECK(vm_state_validate(&vms, &e) == -EINVAL);
+	good_vm(&vms);
+	vms.chips[0].chip.pic.irq_base = 0x21; /* vectors come in blocks of 8 */
+	CHECK(vm_state_validate(&vms, &e) == -EINVAL);
+	CHECK_MSG(&e, "PIC 0");
+	good_vm(&vms);
+	vms.pit.channels[0].count = 0x10001;
+	CHECK(vm_state_validate(&vms, &e) == -EINVAL);
+	CHECK_MSG(&e, "PIT count");
 
 	good_serial(&ss);
 	serial_init(&u, -1, irq_count, &raised);
