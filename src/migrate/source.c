@@ -662,7 +662,7 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 			r = precopy(&s, &left, e);
 		if (r == 0) {
 			t_pause = now_ns();
-			machine_pause(m);
+			machine_pause(m, PAUSE_MIGRATION);
 			paused = true;
 			/* the guest may have ended (quit, reset, debug exit) meanwhile */
 			if (machine_state(m) != MACHINE_PAUSED)
@@ -699,7 +699,7 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 			send_rec(&s, SEC_ABORT, &a, sizeof(a), true, NULL);
 		}
 		if (paused)
-			machine_resume(m);
+			machine_resume(m, PAUSE_MIGRATION);
 		err_wrap(e, "migration aborted during %s; the VM runs on here", s.prog.phase ? s.prog.phase : "setup");
 	}
 	stop_lanes(&s);

@@ -32,11 +32,11 @@ static void *throttle_thread(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&t->lock);
-		machine_pause(t->m);
+		machine_pause(t->m, PAUSE_THROTTLE);
 		pthread_mutex_lock(&t->lock);
 		wait_ns(t, held);
 		pthread_mutex_unlock(&t->lock);
-		machine_resume(t->m);
+		machine_resume(t->m, PAUSE_THROTTLE);
 		pthread_mutex_lock(&t->lock);
 		wait_ns(t, SLICE_NS - held);
 	}

@@ -74,10 +74,9 @@ static json_t *cmd_snapshot(struct vmm_ctx *c, json_t *req, struct err *e)
 		return NULL;
 	}
 	t0 = now_ns();
-	machine_pause(m);
+	machine_pause(m, PAUSE_SNAPSHOT);
 	r = snapshot_save(m, file, &st, e);
-	if (s == MACHINE_RUNNING)
-		machine_resume(m);
+	machine_resume(m, PAUSE_SNAPSHOT);
 	pthread_mutex_unlock(&c->op_lock);
 	if (r < 0)
 		return NULL;
@@ -214,11 +213,11 @@ json_t *vmm_handle(void *opaque, const char *cmd, json_t *req, struct err *e)
 			err_set(e, -EINVAL, "machine is %s", machine_state_name(machine_state(m)));
 			return NULL;
 		}
-		machine_pause(m);
+		machine_pause(m, PAUSE_OPERATOR);
 		return cmd_status(m);
 	}
 	if (!strcmp(cmd, "resume")) {
-		machine_resume(m);
+		machine_resume(m, PAUSE_OPERATOR);
 		return cmd_status(m);
 	}
 	if (!strcmp(cmd, "quit")) {

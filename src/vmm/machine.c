@@ -167,7 +167,7 @@ static bool park_if_asked(struct machine *m)
 {
 	struct kvm_run *run = m->vcpu->run;
 
-	while (m->pause_req && !m->stop_req) {
+	while (m->held && !m->stop_req) {
 		if (!m->paused_ack) {
 			m->paused_ack = true;
 			m->run_ns += now_ns() - m->last_resume_ns;
@@ -232,7 +232,8 @@ int machine_start(struct machine *m, struct err *e)
 	sigaddset(&set, SIG_KICK);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	pthread_mutex_lock(&m->lock);
-	m->state = MACHINE_RUNNING;
+	m->state = m->held ? MACHINE_PAUSED : MACHINE_RUNNING;
+	m->vcpu->run->immediate_exit = m->held ? 1 : 0; /* held: park before the first guest instruction */
 	m->last_resume_ns = now_ns();
 	pthread_mutex_unlock(&m->lock);
 	r = pthread_create(&m->thread, NULL, vcpu_thread, m);
@@ -249,11 +250,11 @@ static void kick(struct machine *m)
 		pthread_kill(m->thread, SIG_KICK);
 }
 
-void machine_pause(struct machine *m)
+void machine_pause(struct machine *m, unsigned holder)
 {
 	pthread_mutex_lock(&m->lock);
+	m->held |= holder;
 	if (m->state == MACHINE_RUNNING) {
-		m->pause_req = true;
 		kick(m);
 		while (!m->paused_ack && !m->stop_req)
 			pthread_cond_wait(&m->cond, &m->lock);
@@ -266,15 +267,39 @@ void machine_pause(struct machine *m)
 	pthread_mutex_unlock(&m->lock);
 }
 
-void machine_resume(struct machine *m)
+void machine_resume(struct machine *m, unsigned holder)
 {
 	pthread_mutex_lock(&m->lock);
-	if (m->state == MACHINE_PAUSED) {
-		m->pause_req = false;
+	m->held &= ~holder;
+	if (m->state == MACHINE_PAUSED && !m->held) {
 		m->state = MACHINE_RUNNING;
 		pthread_cond_broadcast(&m->cond);
 	}
 	pthread_mutex_unlock(&m->lock);
+}
+
+unsigned machine_held(struct machine *m)
+{
+	unsigned h;
+
+	pthread_mutex_lock(&m->lock);
+	h = m->held;
+	pthread_mutex_unlock(&m->lock);
+	return h;
+}
+
+const char *pause_holder_names(unsigned held, char *buf, size_t len)
+{
+	static const char *const names[] = { "operator", "migration", "throttle", "snapshot", "incoming" };
+	size_t i, n = 0;
+
+	if (len)
+		buf[0] = 0;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (held & (1u << i))
+			n += (size_t)snprintf(buf + (n < len ? n : len), n < len ? len - n : 0, "%s%s",
+					      n ? "," : "", names[i]);
+	return buf;
 }
 
 void machine_stop(struct machine *m, enum machine_stop_reason why, int status, const char *msg)

@@ -24,6 +24,17 @@ enum machine_run_state {
 	MACHINE_STOPPED,   /* the guest ended, or it was told to stop */
 };
 
+/* Who holds the vCPUs paused. The guest runs only while nobody does, so one
+ * party (the throttle, a snapshot) can never resume a VM another (the
+ * operator, a migration's hand-over) paused. */
+enum pause_holder {
+	PAUSE_OPERATOR = 1u << 0,   /* ctl pause */
+	PAUSE_MIGRATION = 1u << 1,  /* stop and copy, hand-over, uncertain outcome */
+	PAUSE_THROTTLE = 1u << 2,   /* auto-converge */
+	PAUSE_SNAPSHOT = 1u << 3,   /* snapshot being written */
+	PAUSE_INCOMING = 1u << 4,   /* loaded at the destination, waiting for COMMIT */
+};
+
 enum machine_stop_reason {
 	STOP_NONE,
 	STOP_DEBUG_EXIT,   /* guest wrote to the debug-exit port */
@@ -55,7 +66,8 @@ struct machine {
 	pthread_t thread;
 	bool thread_started;
 	enum machine_run_state state;
-	bool pause_req, paused_ack, stop_req;
+	unsigned held;             /* enum pause_holder bits */
+	bool paused_ack, stop_req;
 	enum machine_stop_reason stop_reason;
 	int exit_status;
 	char stop_msg[256];
@@ -70,11 +82,17 @@ int machine_init(struct machine *m, uint64_t ram_size, int serial_fd, struct err
 void machine_destroy(struct machine *m);
 /* Loads a Multiboot kernel and sets up the boot vCPU. */
 int machine_boot(struct machine *m, const char *kernel, const char *cmdline, struct err *e);
-/* Starts the vCPU thread. */
+/* Starts the vCPU thread; it parks at once if someone already holds the machine paused. */
 int machine_start(struct machine *m, struct err *e);
-/* Stops the vCPU outside KVM_RUN with any port I/O completed; waits for it. */
-void machine_pause(struct machine *m);
-void machine_resume(struct machine *m);
+/* Adds holder to those holding the machine paused; the vCPU is then outside
+ * KVM_RUN with any port I/O completed (waits for it). */
+void machine_pause(struct machine *m, unsigned holder);
+/* Releases holder; the guest runs again once no holder is left. */
+void machine_resume(struct machine *m, unsigned holder);
+/* The enum pause_holder bits currently set. */
+unsigned machine_held(struct machine *m);
+/* "operator,migration" for the bits in held ("" for none). */
+const char *pause_holder_names(unsigned held, char *buf, size_t len);
 /* Ends the machine with a reason; wakes machine_wait. */
 void machine_stop(struct machine *m, enum machine_stop_reason why, int status, const char *msg);
 /* Blocks until the machine stops; returns the reason. */
