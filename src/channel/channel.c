@@ -25,6 +25,8 @@
  */
 #include "channel/channel.h"
 
+#include "channel/chan_impl.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -49,95 +51,16 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
-
-#define CHAN_REC        16384u          /* TLS max plaintext per record */
-/* write gather buffers (TLS: a multiple of CHAN_REC) */
-#ifndef CHAN_TLS_WBUF
-#define CHAN_TLS_WBUF   (4 * CHAN_REC)
-#endif
-#ifndef CHAN_TCP_WBUF
-#define CHAN_TCP_WBUF   (256 * 1024)
-#endif
-#define CHAN_DIRECT_MIN 16384u          /* pieces this large are not copied */
-#ifndef CHAN_RBUF
-#define CHAN_RBUF       (256 * 1024)    /* TCP read buffer */
-#endif
-/* OpenSSL's read buffer (read-ahead on): one record plus up to 8 KiB of the next
- * per recv(). Larger buffers measured slower: OpenSSL moves the partial record left
- * at the end of the buffer to its front before each refill, and big buffers fall
- * out of cache before the records in them are decrypted. */
-#ifndef CHAN_TLS_RBUF
-#define CHAN_TLS_RBUF   (24 * 1024)
-#endif
-/* encrypted records are gathered up to this much before a send() */
-#ifndef CHAN_OBUF
-#define CHAN_OBUF       (128 * 1024)
-#endif
-#define CHAN_IOV_MAX    64
-#ifndef CHAN_KEY_UPDATE
-#define CHAN_KEY_UPDATE (64ull << 30)   /* plaintext bytes per sending key */
-#endif
-#define CHAN_ACK        0x5a            /* server → client after a successful handshake */
-#define CHAN_CIPHERS    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-
-struct chan {
-	struct bstream bs;              /* chan_bstream() view; bs.ctx = this */
-	enum chan_kind kind;
-	int fd;
-	SSL *ssl;
-	int timeout_ms;
-	int64_t deadline_ns;            /* handshake: the BIO polls until this (0: none) */
-	bool closing;                   /* chan_close: never block in the BIO */
-	int io_err;                     /* last errno seen by the BIO (ETIMEDOUT on timeout) */
-	bool io_eof;                    /* the BIO saw end of stream */
-	atomic_bool shut;               /* chan_shutdown() was called */
-	bool failed;
-	struct err fail;                /* sticky error */
-	char vfy_subject[128];          /* certificate that failed verification */
-	_Atomic uint64_t wire_sent, wire_recv, app_sent, app_recv;
-	unsigned char *wbuf;
-	size_t wlen, wcap;
-	uint64_t key_bytes;             /* plaintext sent under the current key */
-	unsigned char *obuf;            /* TLS only: encrypted records not yet sent */
-	size_t olen;
-	unsigned char *rbuf;            /* TCP only */
-	size_t rpos, rend;
-	char peer[256];
-	char where[300];                /* "host:port" of the peer, for messages */
-};
-
-struct chan_listener {
-	enum chan_kind kind;
-	int fd;
-	int port;
-	SSL_CTX *ctx;
-};
-
-/* ---------------------------------------------------------------- helpers */
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t deadline_after(int timeout_ms)
-{
-	return timeout_ms > 0 ? now_ns() + (int64_t)timeout_ms * 1000000 : 0;
-}
 
 /* Waits until fd has events or the deadline (0: none) passes: 0, -ETIMEDOUT or -errno. */
-static int wait_fd(int fd, short events, int64_t deadline)
+int ch_wait_fd(int fd, short events, int64_t deadline)
 {
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = events };
 		int ms = -1, n;
 
 		if (deadline) {
-			int64_t left = deadline - now_ns();
+			int64_t left = deadline - ch_now_ns();
 			if (left <= 0)
 				return -ETIMEDOUT;
 			left = (left + 999999) / 1000000;
@@ -149,269 +72,6 @@ static int wait_fd(int fd, short events, int64_t deadline)
 		if (n < 0 && errno != EINTR)
 			return -errno;
 	}
-}
-
-static void add_counter(_Atomic uint64_t *ctr, uint64_t n)
-{
-	/* single writer: no locked read-modify-write needed */
-	atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-}
-
-static void format_hostport(char *buf, size_t len, const char *host, const char *port)
-{
-	if (strchr(host, ':'))
-		snprintf(buf, len, "[%s]:%s", host, port);
-	else
-		snprintf(buf, len, "%s:%s", host, port);
-}
-
-static void format_sockaddr(char *buf, size_t len, const struct sockaddr *sa)
-{
-	char h[INET6_ADDRSTRLEN] = "?";
-	char p[8];
-	int port = 0;
-
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &s->sin_addr, h, sizeof(h));
-		port = ntohs(s->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &s->sin6_addr, h, sizeof(h));
-		port = ntohs(s->sin6_port);
-	}
-	snprintf(p, sizeof(p), "%d", port);
-	format_hostport(buf, len, h, p);
-}
-
-static bool is_ip_literal(const char *host)
-{
-	unsigned char a[16];
-
-	return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
-}
-
-/* ---------------------------------------------------------------- URI */
-
-int chan_parse_uri(const char *uri, enum chan_kind *kind, char *host, size_t hostlen,
-		   char *port, size_t portlen, struct err *e)
-{
-	const char *p, *h, *hend, *pt;
-	size_t hl, pl, i;
-	unsigned long pv;
-	unsigned char a6[16];
-
-	if (!uri || !*uri)
-		return err_set(e, -EINVAL, "invalid URI: empty (expected tls://HOST:PORT or tcp://HOST:PORT)");
-	if (strncmp(uri, "tls://", 6) == 0)
-		*kind = CHAN_TLS;
-	else if (strncmp(uri, "tcp://", 6) == 0)
-		*kind = CHAN_TCP;
-	else
-		return err_set(e, -EINVAL, "invalid URI '%s': scheme must be tls:// or tcp://", uri);
-	p = uri + 6;
-	if (*p == '[') {
-		h = p + 1;
-		hend = strchr(h, ']');
-		if (!hend)
-			return err_set(e, -EINVAL, "invalid URI '%s': missing ']' after IPv6 address", uri);
-		pt = hend + 1;
-		if (*pt != ':')
-			return err_set(e, -EINVAL, "invalid URI '%s': missing :PORT", uri);
-		pt++;
-	} else {
-		h = p;
-		hend = strrchr(p, ':');
-		if (!hend)
-			return err_set(e, -EINVAL, "invalid URI '%s': missing :PORT", uri);
-		pt = hend + 1;
-	}
-	hl = (size_t)(hend - h);
-	if (hl == 0)
-		return err_set(e, -EINVAL, "invalid URI '%s': empty host", uri);
-	if (hl >= hostlen || hl > 253)
-		return err_set(e, -ENAMETOOLONG, "invalid URI '%s': host name too long", uri);
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	if (*p == '[') {
-		if (inet_pton(AF_INET6, host, a6) != 1)
-			return err_set(e, -EINVAL, "invalid URI '%s': '%s' is not an IPv6 address", uri, host);
-	} else {
-		if (strchr(host, ':'))
-			return err_set(e, -EINVAL, "invalid URI '%s': an IPv6 address must be written in [brackets]", uri);
-		for (i = 0; i < hl; i++) {
-			char ch = host[i];
-			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-			      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_'))
-				return err_set(e, -EINVAL, "invalid URI '%s': bad character in host name", uri);
-		}
-	}
-	pl = strlen(pt);
-	if (pl == 0)
-		return err_set(e, -EINVAL, "invalid URI '%s': missing port number", uri);
-	for (i = 0; i < pl; i++)
-		if (pt[i] < '0' || pt[i] > '9')
-			return err_set(e, -EINVAL, "invalid URI '%s': port must be a decimal number 0-65535", uri);
-	pv = pl > 5 ? 65536 : strtoul(pt, NULL, 10);
-	if (pv > 65535)
-		return err_set(e, -EINVAL, "invalid URI '%s': port %s out of range 0-65535", uri, pt);
-	if (portlen < 6)
-		return err_set(e, -ENAMETOOLONG, "invalid URI '%s': port buffer too small", uri);
-	snprintf(port, portlen, "%lu", pv);
-	return 0;
-}
-
-/* ---------------------------------------------------------------- OpenSSL errors */
-
-/* First OpenSSL error in this thread's queue as text; returns its reason code. */
-static int tls_reason(char *buf, size_t len)
-{
-	unsigned long ec = ERR_peek_error();
-	const char *r;
-
-	if (!ec) {
-		snprintf(buf, len, "unknown error");
-		return 0;
-	}
-	r = ERR_reason_error_string(ec);
-	if (r)
-		snprintf(buf, len, "%s", r);
-	else
-		ERR_error_string_n(ec, buf, len);
-	return ERR_GET_LIB(ec) == ERR_LIB_SSL ? ERR_GET_REASON(ec) : -1;
-}
-
-static bool is_cert_alert(int alert)
-{
-	switch (alert) {
-	case SSL_AD_BAD_CERTIFICATE:
-	case SSL_AD_UNSUPPORTED_CERTIFICATE:
-	case SSL_AD_CERTIFICATE_REVOKED:
-	case SSL_AD_CERTIFICATE_EXPIRED:
-	case SSL_AD_CERTIFICATE_UNKNOWN:
-	case SSL_AD_UNKNOWN_CA:
-	case SSL_AD_ACCESS_DENIED:
-	case SSL_AD_CERTIFICATE_REQUIRED:
-		return true;
-	}
-	return false;
-}
-
-/* ---------------------------------------------------------------- context */
-
-static int check_readable(const char *path, struct err *e)
-{
-	if (access(path, R_OK) < 0)
-		return err_sys(e, -errno, "cannot load %s", path);
-	return 0;
-}
-
-static int load_fail(const char *path, struct err *e)
-{
-	char why[256];
-
-	tls_reason(why, sizeof(why));
-	ERR_clear_error();
-	return err_set(e, -EINVAL, "cannot load %s: not a usable PEM file (%s)", path, why);
-}
-
-static int verify_cb(int ok, X509_STORE_CTX *store)
-{
-	SSL *ssl;
-	struct chan *c;
-	X509 *cert;
-
-	if (ok)
-		return ok;
-	ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
-	c = ssl ? SSL_get_app_data(ssl) : NULL;
-	cert = X509_STORE_CTX_get_current_cert(store);
-	if (c && cert && !c->vfy_subject[0]) {
-		X509_NAME_oneline(X509_get_subject_name(cert), c->vfy_subject,
-				  sizeof(c->vfy_subject));
-	}
-	return ok;
-}
-
-static SSL_CTX *make_ctx(const char *tls_dir, bool server, struct err *e)
-{
-	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
-	SSL_CTX *ctx;
-	int r;
-
-	if (!tls_dir || !*tls_dir) {
-		err_set(e, -EINVAL, "tls:// needs a TLS directory (ca.pem, cert.pem, key.pem)");
-		return NULL;
-	}
-	snprintf(ca, sizeof(ca), "%s/ca.pem", tls_dir);
-	snprintf(cert, sizeof(cert), "%s/cert.pem", tls_dir);
-	snprintf(key, sizeof(key), "%s/key.pem", tls_dir);
-	if ((r = check_readable(ca, e)) || (r = check_readable(cert, e)) ||
-	    (r = check_readable(key, e)))
-		return NULL;
-
-	ERR_clear_error();
-	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-	if (!ctx) {
-		err_set(e, -ENOMEM, "TLS: cannot create context");
-		return NULL;
-	}
-	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_ciphersuites(ctx, CHAN_CIPHERS)) {
-		err_set(e, -EINVAL, "TLS: cannot restrict to TLS 1.3");
-		goto fail;
-	}
-	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION |
-				 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_num_tickets(ctx, 0);
-	/* NO_AUTO_CHAIN: send cert.pem as it is (leaf + any intermediates it holds), not
-	 * the leaf plus the CA root found in our trust store (the peer has the root). */
-	SSL_CTX_set_mode(ctx, SSL_MODE_AUTO_RETRY | SSL_MODE_NO_AUTO_CHAIN);
-	SSL_CTX_set_read_ahead(ctx, 1);
-	SSL_CTX_set_default_read_buffer_len(ctx, CHAN_TLS_RBUF);
-
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		load_fail(cert, e);
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		unsigned long ec = ERR_peek_last_error();
-		if (ERR_GET_LIB(ec) == ERR_LIB_X509 && ERR_GET_REASON(ec) == X509_R_KEY_VALUES_MISMATCH) {
-			ERR_clear_error();
-			err_set(e, -EINVAL, "cannot load %s: the key does not match the certificate in %s",
-				key, cert);
-		} else {
-			load_fail(key, e);
-		}
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		ERR_clear_error();
-		err_set(e, -EINVAL, "%s does not match the certificate in %s", key, cert);
-		goto fail;
-	}
-	/* Only the cluster CA is trusted: no system default paths. */
-	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-		load_fail(ca, e);
-		goto fail;
-	}
-	if (server) {
-		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
-		if (names)
-			SSL_CTX_set_client_CA_list(ctx, names);
-		ERR_clear_error();
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
-	} else {
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
-	}
-	SSL_CTX_set_verify_depth(ctx, 4);
-	return ctx;
-fail:
-	SSL_CTX_free(ctx);
-	return NULL;
 }
 
 /* ---------------------------------------------------------------- BIO */
@@ -427,7 +87,7 @@ static int sock_send_all(struct chan *c, const unsigned char *p, size_t len)
 		if (c->closing) {
 			flags |= MSG_DONTWAIT;
 		} else if (c->deadline_ns) {
-			int r = wait_fd(c->fd, POLLOUT, c->deadline_ns);
+			int r = ch_wait_fd(c->fd, POLLOUT, c->deadline_ns);
 			if (r < 0) {
 				c->io_err = -r;
 				return -1;
@@ -435,7 +95,7 @@ static int sock_send_all(struct chan *c, const unsigned char *p, size_t len)
 		}
 		n = send(c->fd, p, len, flags);
 		if (n >= 0) {
-			add_counter(&c->wire_sent, (uint64_t)n);
+			ch_add_counter(&c->wire_sent, (uint64_t)n);
 			p += n;
 			len -= (size_t)n;
 			continue;
@@ -459,7 +119,7 @@ static int sock_send_all(struct chan *c, const unsigned char *p, size_t len)
 }
 
 /* Sends the encrypted records gathered in obuf. */
-static int obuf_flush(struct chan *c)
+int ch_obuf_flush(struct chan *c)
 {
 	int r;
 
@@ -477,7 +137,7 @@ static int sbio_write(BIO *b, const char *data, size_t len, size_t *written)
 	struct chan *c = BIO_get_data(b);
 
 	BIO_clear_retry_flags(b);
-	if (c->olen + len > CHAN_OBUF && obuf_flush(c) < 0)
+	if (c->olen + len > CHAN_OBUF && ch_obuf_flush(c) < 0)
 		return 0;
 	if (len <= CHAN_OBUF) {
 		memcpy(c->obuf + c->olen, data, len);
@@ -495,13 +155,13 @@ static int sbio_read(BIO *b, char *data, size_t len, size_t *readbytes)
 
 	BIO_clear_retry_flags(b);
 	/* never wait for the peer while our own records are still unsent */
-	if (c->olen && obuf_flush(c) < 0)
+	if (c->olen && ch_obuf_flush(c) < 0)
 		return 0;
 	for (;;) {
 		ssize_t n;
 
 		if (c->deadline_ns) {
-			int r = wait_fd(c->fd, POLLIN, c->deadline_ns);
+			int r = ch_wait_fd(c->fd, POLLIN, c->deadline_ns);
 			if (r < 0) {
 				c->io_err = -r;
 				return 0;
@@ -510,7 +170,7 @@ static int sbio_read(BIO *b, char *data, size_t len, size_t *readbytes)
 		n = recv(c->fd, data, len, c->closing ? MSG_DONTWAIT : 0);
 		if (n > 0) {
 			*readbytes = (size_t)n;
-			add_counter(&c->wire_recv, (uint64_t)n);
+			ch_add_counter(&c->wire_recv, (uint64_t)n);
 			return 1;
 		}
 		if (n == 0) {
@@ -533,7 +193,7 @@ static long sbio_ctrl(BIO *b, int cmd, long num, void *ptr)
 
 	switch (cmd) {
 	case BIO_CTRL_FLUSH:
-		return c && obuf_flush(c) < 0 ? 0 : 1;
+		return c && ch_obuf_flush(c) < 0 ? 0 : 1;
 	case BIO_CTRL_WPENDING:
 		return c ? (long)c->olen : 0;
 	case BIO_CTRL_EOF:
@@ -604,7 +264,7 @@ static int bs_flush(struct bstream *s, struct err *e)
 	return chan_flush(s->ctx, e);
 }
 
-static struct chan *chan_new(int fd, enum chan_kind kind, const char *where)
+struct chan *ch_new(int fd, enum chan_kind kind, const char *where)
 {
 	struct chan *c = calloc(1, sizeof(*c));
 
@@ -634,7 +294,7 @@ static struct chan *chan_new(int fd, enum chan_kind kind, const char *where)
 	return c;
 }
 
-static void chan_free(struct chan *c)
+void ch_free(struct chan *c)
 {
 	if (c->ssl)
 		SSL_free(c->ssl);   /* frees the BIO too */
@@ -646,7 +306,7 @@ static void chan_free(struct chan *c)
 	free(c);
 }
 
-static int chan_attach_ssl(struct chan *c, SSL_CTX *ctx, struct err *e)
+int ch_attach_ssl(struct chan *c, SSL_CTX *ctx, struct err *e)
 {
 	BIO *b;
 
@@ -665,14 +325,14 @@ static int chan_attach_ssl(struct chan *c, SSL_CTX *ctx, struct err *e)
 	return 0;
 }
 
-static void set_sock_opts(int fd)
+void ch_set_sock_opts(int fd)
 {
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static int set_blocking(int fd)
+int ch_set_blocking(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
 
@@ -726,384 +386,12 @@ static int tls_io_fail(struct chan *c, int ret, const char *op, struct err *e)
 		return err_set(e, -ENODATA, "connection closed by peer");
 	if (c->io_err)
 		return err_sys(e, -c->io_err, "%s %s", op, c->where);
-	reason = tls_reason(why, sizeof(why));
+	reason = ch_tls_reason(why, sizeof(why));
 	if (c->io_eof || reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
 		return err_set(e, -ENODATA, "connection closed by peer (without TLS close_notify)");
 	if (reason >= SSL_AD_REASON_OFFSET)
 		return err_set(e, -EPROTO, "%s: TLS: peer sent alert: %s", op, why);
 	return err_set(e, -EPROTO, "%s: TLS: %s", op, why);
-}
-
-static int verify_error(struct chan *c, long vr, const char *host, struct err *e)
-{
-	const char *vs = X509_verify_cert_error_string(vr);
-	char subj[160] = "";
-
-	if (c->vfy_subject[0])
-		snprintf(subj, sizeof(subj), "; certificate %s", c->vfy_subject);
-	switch (vr) {
-	case X509_V_ERR_HOSTNAME_MISMATCH:
-	case X509_V_ERR_IP_ADDRESS_MISMATCH:
-		return err_set(e, -EACCES, "TLS: certificate name mismatch: expected %s (%s%s)",
-			       host ? host : "?", vs, subj);
-	case X509_V_ERR_CERT_HAS_EXPIRED:
-		return err_set(e, -EACCES, "TLS: certificate expired (%s%s)", vs, subj);
-	case X509_V_ERR_CERT_NOT_YET_VALID:
-		return err_set(e, -EACCES, "TLS: certificate not yet valid (%s%s)", vs, subj);
-	default:
-		return err_set(e, -EACCES, "TLS: peer certificate not trusted (%s%s)", vs, subj);
-	}
-}
-
-/* Maps a failed handshake step (SSL_connect/SSL_accept/confirmation) to an error. */
-static int tls_handshake_fail(struct chan *c, const char *host, struct err *e)
-{
-	long vr = SSL_get_verify_result(c->ssl);
-	char why[256];
-	int reason;
-
-	if (atomic_load(&c->shut))
-		return err_set(e, -ECANCELED, "TLS handshake: channel shut down");
-	if (vr != X509_V_OK)
-		return verify_error(c, vr, host, e);
-	if (c->io_err == ETIMEDOUT)
-		return err_set(e, -ETIMEDOUT, "TLS handshake timed out");
-	reason = tls_reason(why, sizeof(why));
-	if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
-		return err_set(e, -EACCES, "TLS: peer sent no certificate");
-	if (reason >= SSL_AD_REASON_OFFSET) {
-		if (is_cert_alert(reason - SSL_AD_REASON_OFFSET))
-			return err_set(e, -EACCES, "TLS: peer rejected our certificate (%s)", why);
-		return err_set(e, -EPROTO, "TLS handshake failed: peer sent alert: %s", why);
-	}
-	if (c->io_err)
-		return err_sys(e, -c->io_err, "TLS handshake");
-	if (c->io_eof || reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
-		return err_set(e, -ECONNRESET, "TLS handshake: connection closed by peer");
-	return err_set(e, -EPROTO, "TLS handshake failed: %s", why);
-}
-
-static void note_peer(struct chan *c)
-{
-	X509 *cert = SSL_get0_peer_certificate(c->ssl);
-
-	c->peer[0] = '\0';
-	if (cert &&
-	    X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, c->peer,
-				      sizeof(c->peer)) < 0)
-		c->peer[0] = '\0';
-}
-
-/* Runs the TLS handshake (server or client) and the one-byte confirmation. */
-static int tls_handshake(struct chan *c, bool server, const char *host, int64_t deadline,
-			 struct err *e)
-{
-	unsigned char ack = CHAN_ACK;
-	size_t n = 0;
-	int r;
-
-	c->deadline_ns = deadline;
-	c->io_err = 0;
-	c->io_eof = false;
-	ERR_clear_error();
-	if (!server) {
-		X509_VERIFY_PARAM *vpm = SSL_get0_param(c->ssl);
-		X509_VERIFY_PARAM_set_hostflags(vpm, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
-						     X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
-		if (is_ip_literal(host)) {
-			r = X509_VERIFY_PARAM_set1_ip_asc(vpm, host);
-		} else {
-			r = X509_VERIFY_PARAM_set1_host(vpm, host, 0);
-			if (r == 1)
-				r = SSL_set_tlsext_host_name(c->ssl, host);
-		}
-		if (r != 1) {
-			ERR_clear_error();
-			return err_set(e, -EINVAL, "TLS: cannot set expected peer name %s", host);
-		}
-		r = SSL_connect(c->ssl);
-	} else {
-		r = SSL_accept(c->ssl);
-	}
-	if (r != 1)
-		goto fail;
-	/* TLS 1.3 lets the client finish before the server has checked the client's
-	 * certificate; the confirmation makes a rejection visible in chan_connect. */
-	if (server) {
-		if (SSL_write_ex(c->ssl, &ack, 1, &n) != 1 || obuf_flush(c) < 0)
-			goto fail;
-	} else {
-		if (SSL_read_ex(c->ssl, &ack, 1, &n) != 1)
-			goto fail;
-		if (ack != CHAN_ACK) {
-			r = err_set(e, -EPROTO, "TLS handshake: peer is not a sealvm channel (bad confirmation byte)");
-			goto out;
-		}
-	}
-	note_peer(c);
-	c->deadline_ns = 0;
-	return 0;
-fail:
-	r = tls_handshake_fail(c, host, e);
-out:
-	ERR_clear_error();
-	c->deadline_ns = 0;
-	return r;
-}
-
-/* ---------------------------------------------------------------- listen/accept/connect */
-
-int chan_listen(const char *uri, const char *tls_dir, struct chan_listener **out, struct err *e)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-	struct addrinfo *res = NULL, *ai;
-	struct chan_listener *l;
-	char host[256], port[8], hp[300];
-	enum chan_kind kind;
-	struct err tmp;
-	int r, g, fd = -1;
-
-	if (!e)
-		e = &tmp;
-	*out = NULL;
-	if ((r = chan_parse_uri(uri, &kind, host, sizeof(host), port, sizeof(port), e)))
-		return r;
-	format_hostport(hp, sizeof(hp), host, port);
-	l = calloc(1, sizeof(*l));
-	if (!l)
-		return err_set(e, -ENOMEM, "listen %s: out of memory", hp);
-	l->kind = kind;
-	l->fd = -1;
-	if (kind == CHAN_TLS) {
-		l->ctx = make_ctx(tls_dir, true, e);
-		if (!l->ctx) {
-			free(l);
-			return e->code;
-		}
-	}
-	g = getaddrinfo(host, port, &hints, &res);
-	if (g) {
-		r = err_set(e, -EADDRNOTAVAIL, "listen %s: cannot resolve %s: %s", hp, host,
-			    gai_strerror(g));
-		goto fail;
-	}
-	r = err_set(e, -EADDRNOTAVAIL, "listen %s: no address", hp);
-	for (ai = res; ai; ai = ai->ai_next) {
-		int one = 1;
-
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			r = err_sys(e, -errno, "listen %s: socket", hp);
-			continue;
-		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-			r = err_sys(e, -errno, "listen %s: bind", hp);
-		} else if (listen(fd, 64) < 0) {
-			r = err_sys(e, -errno, "listen %s", hp);
-		} else {
-			r = 0;
-			break;
-		}
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (r)
-		goto fail;
-	l->fd = fd;
-	{
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-			l->port = ss.ss_family == AF_INET6
-				? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-				: ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	}
-	*out = l;
-	return 0;
-fail:
-	SSL_CTX_free(l->ctx);
-	free(l);
-	return r;
-}
-
-int chan_listener_fd(struct chan_listener *l)
-{
-	return l->fd;
-}
-
-int chan_listener_port(struct chan_listener *l)
-{
-	return l->port;
-}
-
-enum chan_kind chan_listener_kind(struct chan_listener *l)
-{
-	return l->kind;
-}
-
-void chan_listener_close(struct chan_listener *l)
-{
-	if (!l)
-		return;
-	if (l->fd >= 0)
-		close(l->fd);
-	SSL_CTX_free(l->ctx);
-	free(l);
-}
-
-int chan_accept(struct chan_listener *l, int timeout_ms, struct chan **out, struct err *e)
-{
-	int64_t deadline = deadline_after(timeout_ms);
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	char where[300];
-	struct chan *c;
-	struct err tmp;
-	int fd, r;
-
-	if (!e)
-		e = &tmp;
-	*out = NULL;
-	for (;;) {
-		sl = sizeof(ss);
-		fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		if (fd >= 0)
-			break;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			r = wait_fd(l->fd, POLLIN, deadline);
-			if (r == -ETIMEDOUT)
-				return err_set(e, r, "accept: timed out waiting for a connection");
-			if (r < 0)
-				return err_sys(e, r, "accept");
-			continue;
-		}
-		if (errno == EINTR || errno == ECONNABORTED)
-			continue;
-		return err_sys(e, -errno, "accept");
-	}
-	format_sockaddr(where, sizeof(where), (struct sockaddr *)&ss);
-	set_sock_opts(fd);
-	c = chan_new(fd, l->kind, where);
-	if (!c) {
-		close(fd);
-		return err_set(e, -ENOMEM, "accept from %s: out of memory", where);
-	}
-	if (l->kind == CHAN_TLS) {
-		if ((r = chan_attach_ssl(c, l->ctx, e)) || (r = tls_handshake(c, true, NULL, deadline, e))) {
-			err_wrap(e, "accept from %s", where);
-			chan_free(c);
-			return r;
-		}
-	}
-	*out = c;
-	return 0;
-}
-
-static int tcp_connect(const char *host, const char *port, const char *hp, int64_t deadline,
-		       int *fdout, struct err *e)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *res = NULL, *ai;
-	int g, r, fd;
-
-	g = getaddrinfo(host, port, &hints, &res);
-	if (g)
-		return err_set(e, -EHOSTUNREACH, "connect %s: cannot resolve %s: %s", hp, host,
-			       g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
-	r = err_set(e, -EHOSTUNREACH, "connect %s: no address", hp);
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			r = err_sys(e, -errno, "connect %s: socket", hp);
-			continue;
-		}
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-			int so = 0;
-			socklen_t sl = sizeof(so);
-
-			if (errno != EINPROGRESS) {
-				r = err_sys(e, -errno, "connect %s", hp);
-				close(fd);
-				continue;
-			}
-			r = wait_fd(fd, POLLOUT, deadline);
-			if (r == -ETIMEDOUT) {
-				r = err_set(e, -ETIMEDOUT, "connect %s: timed out", hp);
-				close(fd);
-				break;
-			}
-			if (r == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &sl) < 0)
-				r = -errno;
-			else if (r == 0 && so)
-				r = -so;
-			if (r) {
-				err_sys(e, r, "connect %s", hp);
-				close(fd);
-				continue;
-			}
-		}
-		if ((r = set_blocking(fd))) {
-			err_sys(e, r, "connect %s: fcntl", hp);
-			close(fd);
-			continue;
-		}
-		set_sock_opts(fd);
-		freeaddrinfo(res);
-		*fdout = fd;
-		return 0;
-	}
-	freeaddrinfo(res);
-	return r;
-}
-
-int chan_connect(const char *uri, const char *tls_dir, int timeout_ms, struct chan **out,
-		 struct err *e)
-{
-	int64_t deadline = deadline_after(timeout_ms);
-	char host[256], port[8], hp[300];
-	enum chan_kind kind;
-	SSL_CTX *ctx = NULL;
-	struct chan *c;
-	struct err tmp;
-	int r, fd = -1;
-
-	if (!e)
-		e = &tmp;
-	*out = NULL;
-	if ((r = chan_parse_uri(uri, &kind, host, sizeof(host), port, sizeof(port), e)))
-		return r;
-	format_hostport(hp, sizeof(hp), host, port);
-	if (kind == CHAN_TLS) {
-		ctx = make_ctx(tls_dir, false, e);
-		if (!ctx)
-			return e->code;
-	}
-	if ((r = tcp_connect(host, port, hp, deadline, &fd, e))) {
-		SSL_CTX_free(ctx);
-		return r;
-	}
-	c = chan_new(fd, kind, hp);
-	if (!c) {
-		close(fd);
-		SSL_CTX_free(ctx);
-		return err_set(e, -ENOMEM, "connect %s: out of memory", hp);
-	}
-	if (kind == CHAN_TLS) {
-		r = chan_attach_ssl(c, ctx, e);
-		SSL_CTX_free(ctx);  /* the SSL object holds its own reference */
-		if (!r)
-			r = tls_handshake(c, false, host, deadline, e);
-		if (r) {
-			err_wrap(e, "connect %s", hp);
-			chan_free(c);
-			return r;
-		}
-	}
-	*out = c;
-	return 0;
 }
 
 /* ---------------------------------------------------------------- writing */
@@ -1147,7 +435,7 @@ static int tcp_send_all(struct chan *c, struct iovec *iov, int cnt, struct err *
 				return err_set(e, -ETIMEDOUT, "write timed out after %d ms", c->timeout_ms);
 			return err_sys(e, -errno, "write %s", c->where);
 		}
-		add_counter(&c->wire_sent, (uint64_t)n);
+		ch_add_counter(&c->wire_sent, (uint64_t)n);
 		while (cnt > 0 && (size_t)n >= iov->iov_len) {
 			n -= (ssize_t)iov->iov_len;
 			iov++;
@@ -1278,7 +566,7 @@ int chan_writev(struct chan *c, const struct iovec *iov, int iovcnt, struct err 
 				: tcp_writev(c, iov, iovcnt, total, e);
 	if (r)
 		return chan_failed(c, r, e);
-	add_counter(&c->app_sent, total);
+	ch_add_counter(&c->app_sent, total);
 	return 0;
 }
 
@@ -1302,7 +590,7 @@ int chan_flush(struct chan *c, struct err *e)
 		return chan_failed(c, r, e);
 	if (c->olen) {
 		c->io_err = 0;
-		if (obuf_flush(c) < 0)
+		if (ch_obuf_flush(c) < 0)
 			return chan_failed(c, sock_fail(c, "write", e), e);
 	}
 	return 0;
@@ -1339,7 +627,7 @@ static int tcp_read_full(struct chan *c, unsigned char *p, size_t len, struct er
 		if (len >= CHAN_DIRECT_MIN) {
 			n = recv(c->fd, p, len, MSG_WAITALL);
 			if (n > 0) {
-				add_counter(&c->wire_recv, (uint64_t)n);
+				ch_add_counter(&c->wire_recv, (uint64_t)n);
 				p += n;
 				len -= (size_t)n;
 				continue;
@@ -1347,7 +635,7 @@ static int tcp_read_full(struct chan *c, unsigned char *p, size_t len, struct er
 		} else {
 			n = recv(c->fd, c->rbuf, CHAN_RBUF, 0);
 			if (n > 0) {
-				add_counter(&c->wire_recv, (uint64_t)n);
+				ch_add_counter(&c->wire_recv, (uint64_t)n);
 				c->rpos = 0;
 				c->rend = (size_t)n;
 				continue;
@@ -1393,7 +681,7 @@ int chan_read_full(struct chan *c, void *buf, size_t len, struct err *e)
 	r = c->kind == CHAN_TLS ? tls_read_full(c, buf, len, e) : tcp_read_full(c, buf, len, e);
 	if (r)
 		return chan_failed(c, r, e);
-	add_counter(&c->app_recv, len);
+	ch_add_counter(&c->app_recv, len);
 	return 0;
 }
 
@@ -1465,10 +753,10 @@ void chan_close(struct chan *c)
 		c->closing = true;      /* the BIO will not block now */
 		c->deadline_ns = 0;
 		SSL_shutdown(c->ssl);
-		obuf_flush(c);
+		ch_obuf_flush(c);
 		ERR_clear_error();
 	}
-	chan_free(c);
+	ch_free(c);
 }
 
 struct x509_st *chan_peer_cert(struct chan *c)
