@@ -4,11 +4,17 @@
 # Usage: scripts/mkcerts.sh DIR
 #
 #   DIR/ca/{ca.pem,key.pem}          the cluster CA
-#   DIR/hosta/{ca.pem,cert.pem,key.pem}   CN=hosta, SAN DNS:localhost, IP:127.0.0.1, DNS:<hostname>, IP:10.77.0.1
-#   DIR/hostb/...                          CN=hostb, same SANs but IP:10.77.0.2
+#   DIR/hosta/{ca.pem,cert.pem,key.pem}   CN=hosta, SAN DNS:hosta, DNS:localhost, IP:127.0.0.1, DNS:<hostname>, IP:10.77.0.1
+#   DIR/hostb/...                          CN=hostb, same SANs but DNS:hostb, IP:10.77.0.2
+#   DIR/hostc/...                          CN=hostc, DNS:hostc, a third good host (allow-list tests)
 #   DIR/badca/...       host signed by another CA; its ca.pem is that other CA (DIR/otherca/)
 #   DIR/wrongname/...   right CA, SAN only DNS:wrong.example, IP:127.0.0.9
 #   DIR/expired/...     right CA, validity entirely in the past (2020)
+#   DIR/cahost/...      right CA and names, but a CA certificate (CA:TRUE) used as a host's
+#   DIR/serveronly/...  right CA and names, extended key usage serverAuth only (no source role)
+#   DIR/clientonly/...  right CA and names, extended key usage clientAuth only (no destination role)
+#   DIR/noeku/...       right CA and names, no extended key usage at all
+#   DIR/revoked/...     right CA and names, revoked: DIR/ca/crl.pem lists it
 #
 # Keys are EC P-256. Idempotent: does nothing if DIR already holds a complete, valid set.
 # Quiet on success; on failure prints the openssl output.
@@ -21,11 +27,11 @@ fi
 dir=$1
 command -v openssl >/dev/null || { echo "mkcerts: openssl not found (apt-get install openssl)" >&2; exit 1; }
 
-hosts=(hosta hostb badca wrongname expired)
+hosts=(hosta hostb hostc badca wrongname expired cahost serveronly clientonly noeku revoked)
 
 complete() {
 	local h
-	[ -s "$dir/ca/ca.pem" ] && [ -s "$dir/ca/key.pem" ] || return 1
+	[ -s "$dir/ca/ca.pem" ] && [ -s "$dir/ca/key.pem" ] && [ -s "$dir/ca/crl.pem" ] || return 1
 	for h in "${hosts[@]}"; do
 		[ -s "$dir/$h/ca.pem" ] && [ -s "$dir/$h/cert.pem" ] && [ -s "$dir/$h/key.pem" ] || return 1
 	done
@@ -59,6 +65,27 @@ CN = unused
 basicConstraints       = critical, CA:TRUE
 keyUsage               = critical, keyCertSign, cRLSign
 subjectKeyIdentifier   = hash
+[ v3_subca ]
+basicConstraints       = critical, CA:TRUE
+keyUsage               = critical, keyCertSign, cRLSign, digitalSignature
+extendedKeyUsage       = serverAuth, clientAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = $ENV::SAN
+[ server_ext ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectAltName         = $ENV::SAN
+[ client_ext ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = clientAuth
+subjectAltName         = $ENV::SAN
+[ noeku_ext ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+subjectAltName         = $ENV::SAN
 [ ca ]
 default_ca = sealvm_ca
 [ sealvm_ca ]
@@ -69,6 +96,8 @@ default_md      = sha256
 policy          = any_policy
 unique_subject  = no
 copy_extensions = none
+crlnumber       = $ENV::CADB/crlnumber
+default_crl_days = 3650
 email_in_dn     = no
 [ any_policy ]
 commonName = supplied
@@ -89,15 +118,18 @@ mkca() {
 	mkdir -p "$d/db"
 	: >"$d/db/index.txt"
 	openssl rand -hex 16 >"$d/db/serial"
+	echo 01 >"$d/db/crlnumber"
 	run openssl req -x509 -new -config "$OPENSSL_CONF" -extensions v3_ca \
 		-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 		-keyout "$d/key.pem" -out "$d/ca.pem" -days 3650 -subj "/CN=$2" -sha256
 }
 
-# mkhost NAME CA CN SAN [ca-date-options...]: key + certificate signed by CA in $work/NAME.
+# mkhost NAME CA CN SAN [ca-options...]: key + certificate signed by CA in $work/NAME.
+# Options may name another extension section (-extensions X) than host_ext.
 mkhost() {
-	local name=$1 ca=$2 cn=$3 san=$4
+	local name=$1 ca=$2 cn=$3 san=$4 ext=host_ext
 	shift 4
+	if [ "${1:-}" = -extensions ]; then ext=$2; shift 2; fi
 	local d=$work/$name
 	mkdir -p "$d"
 	run openssl req -new -config "$OPENSSL_CONF" \
@@ -105,7 +137,7 @@ mkhost() {
 		-keyout "$d/key.pem" -out "$d/req.csr" -subj "/CN=$cn"
 	CADB=$work/$ca/db SAN=$san run openssl ca -batch -notext -config "$OPENSSL_CONF" \
 		-cert "$work/$ca/ca.pem" -keyfile "$work/$ca/key.pem" \
-		-extensions host_ext -in "$d/req.csr" -out "$d/cert.pem" "$@"
+		-extensions "$ext" -in "$d/req.csr" -out "$d/cert.pem" "$@"
 	cp "$work/$ca/ca.pem" "$d/ca.pem"
 	rm -f "$d/req.csr"
 }
@@ -122,19 +154,31 @@ case "$hn" in
 esac
 base="DNS:localhost, IP:127.0.0.1$extra"
 
-mkhost hosta ca hosta "$base, IP:10.77.0.1" -days 825
-mkhost hostb ca hostb "$base, IP:10.77.0.2" -days 825
+mkhost hosta ca hosta "DNS:hosta, $base, IP:10.77.0.1" -days 825
+mkhost hostb ca hostb "DNS:hostb, $base, IP:10.77.0.2" -days 825
+mkhost hostc ca hostc "DNS:hostc, $base, IP:10.77.0.3" -days 825
 mkhost badca otherca badca "$base" -days 825
 mkhost wrongname ca wrongname "DNS:wrong.example, IP:127.0.0.9" -days 825
 mkhost expired ca expired "$base" -startdate 20200101000000Z -enddate 20200201000000Z
+mkhost cahost ca cahost "DNS:cahost, $base" -extensions v3_subca -days 825
+mkhost serveronly ca serveronly "DNS:serveronly, $base" -extensions server_ext -days 825
+mkhost clientonly ca clientonly "DNS:clientonly, $base" -extensions client_ext -days 825
+mkhost noeku ca noeku "DNS:noeku, $base" -extensions noeku_ext -days 825
+mkhost revoked ca revoked "DNS:revoked, $base" -days 825
+CADB=$work/ca/db run openssl ca -batch -config "$OPENSSL_CONF" -cert "$work/ca/ca.pem" \
+	-keyfile "$work/ca/key.pem" -revoke "$work/revoked/cert.pem"
+CADB=$work/ca/db run openssl ca -batch -config "$OPENSSL_CONF" -cert "$work/ca/ca.pem" \
+	-keyfile "$work/ca/key.pem" -gencrl -out "$work/ca/crl.pem"
 
 # Install: CA files first, hosts after, hosta last (its presence marks a complete set).
 rm -rf "$dir/hosta"
-for n in ca otherca hostb badca wrongname expired hosta; do
+for n in ca otherca hostb hostc badca wrongname expired cahost serveronly clientonly noeku revoked hosta; do
 	rm -rf "${dir:?}/$n"
 	mkdir -p "$dir/$n"
 	cp "$work/$n/ca.pem" "$work/$n/key.pem" "$dir/$n/"
 	[ -f "$work/$n/cert.pem" ] && cp "$work/$n/cert.pem" "$dir/$n/"
 done
-chmod 644 "$dir"/*/ca.pem "$dir"/*/cert.pem 2>/dev/null || true
+cp "$work/ca/crl.pem" "$dir/ca/crl.pem"
+chmod 644 "$dir"/*/ca.pem "$dir"/*/cert.pem "$dir/ca/crl.pem" 2>/dev/null || true
+chmod 600 "$dir"/*/key.pem
 complete || { echo "mkcerts: generated set does not verify" >&2; exit 1; }

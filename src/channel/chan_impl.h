@@ -62,6 +62,7 @@ struct chan {
 	bool failed;
 	struct err fail;                /* sticky error */
 	char vfy_subject[128];          /* certificate that failed verification */
+	char vfy_reason[128];           /* why our own leaf check refused it */
 	_Atomic uint64_t wire_sent, wire_recv, app_sent, app_recv;
 	unsigned char *wbuf;
 	size_t wlen, wcap;

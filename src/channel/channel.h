@@ -8,7 +8,12 @@
  *                  mode that exists to measure what encryption costs.
  *
  * tls_dir holds ca.pem (cluster CA), cert.pem (this host's certificate, optionally
- * followed by intermediates) and key.pem (its private key); see scripts/mkcerts.sh.
+ * followed by intermediates), key.pem (its private key, which must be mode 0600: a
+ * key readable by others is refused, as ssh does) and optionally crl.pem (revoked
+ * certificates, checked for every peer); see scripts/mkcerts.sh.
+ * A peer's own certificate must be a host certificate for its role: CA:FALSE, and an
+ * extended key usage with serverAuth (the listening side) or clientAuth (the
+ * connecting side); a CA certificate or a certificate for the other role is refused.
  *
  * Semantics common to all calls:
  *  - Every function returns 0 or a negative errno and fills e with a message naming
@@ -37,6 +42,7 @@
 #ifndef SEALVM_CHANNEL_CHANNEL_H
 #define SEALVM_CHANNEL_CHANNEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -94,6 +100,8 @@ void chan_close(struct chan *c);
  * authenticated with. */
 struct x509_st;
 struct x509_st *chan_peer_cert(struct chan *c);
+/* True if the peer's certificate names name in a DNS SAN (exact, no wildcards). */
+bool chan_peer_has_name(struct chan *c, const char *name);
 /* SHA-256 of the peer certificate (DER), e.g. for the audit log. -ENOTSUP for tcp. */
 int chan_peer_fingerprint(struct chan *c, unsigned char sha256[32], struct err *e);
 /* TLS 1.3 exporter (RFC 8446 §7.5): a secret both ends of this very session derive

@@ -1,6 +1,7 @@
 /* TLS 1.3 for channels: contexts with this host's credentials, certificate checks,
  * and the handshake with its one-byte confirmation (see channel.h). */
 #include "channel/chan_impl.h"
+#include "util/secret.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -81,22 +82,81 @@ static int load_fail(const char *path, struct err *e)
 	return err_set(e, -EINVAL, "cannot load %s: not a usable PEM file (%s)", path, why);
 }
 
+/* The peer's own certificate must be a host certificate for its role: not a CA
+ * (an intermediate CA certificate is no host), with an explicit CA:FALSE, and an
+ * extended key usage naming the role (serverAuth for a destination, clientAuth
+ * for a source). OpenSSL's purpose check alone accepts a certificate without
+ * any EKU and a CA certificate without key usage. */
+static const char *leaf_problem(X509 *cert, bool peer_is_server)
+{
+	uint32_t fl = X509_get_extension_flags(cert);
+	uint32_t want = peer_is_server ? XKU_SSL_SERVER : XKU_SSL_CLIENT;
+
+	if (fl & EXFLAG_CA)
+		return "it is a CA certificate, not a host certificate";
+	if (!(fl & EXFLAG_BCONS))
+		return "it has no basicConstraints CA:FALSE extension";
+	if (!(fl & EXFLAG_XKUSAGE))
+		return "it has no extended key usage";
+	if (!(X509_get_extended_key_usage(cert) & want))
+		return peer_is_server ? "its extended key usage lacks serverAuth (a destination's role)"
+				      : "its extended key usage lacks clientAuth (a source's role)";
+	return NULL;
+}
+
 static int verify_cb(int ok, X509_STORE_CTX *store)
 {
 	SSL *ssl;
 	struct chan *c;
 	X509 *cert;
 
-	if (ok)
-		return ok;
 	ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
 	c = ssl ? SSL_get_app_data(ssl) : NULL;
 	cert = X509_STORE_CTX_get_current_cert(store);
-	if (c && cert && !c->vfy_subject[0]) {
+	/* OpenSSL's purpose check may refuse the leaf first: say why in our words */
+	if ((ok || X509_STORE_CTX_get_error(store) == X509_V_ERR_INVALID_PURPOSE) && cert &&
+	    X509_STORE_CTX_get_error_depth(store) == 0) {
+		const char *why = leaf_problem(cert, !SSL_is_server(ssl));
+		if (why) {
+			if (c)
+				snprintf(c->vfy_reason, sizeof(c->vfy_reason), "%s", why);
+			X509_STORE_CTX_set_error(store, X509_V_ERR_INVALID_PURPOSE);
+			ok = 0;
+		}
+	}
+	if (!ok && c && cert && !c->vfy_subject[0]) {
 		X509_NAME_oneline(X509_get_subject_name(cert), c->vfy_subject,
 				  sizeof(c->vfy_subject));
 	}
 	return ok;
+}
+
+/* Optional revocation list: tls_dir/crl.pem, checked for every peer. */
+static int load_crl(SSL_CTX *ctx, const char *tls_dir, struct err *e)
+{
+	char path[PATH_MAX];
+	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+	X509_CRL *crl;
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/crl.pem", tls_dir);
+	f = fopen(path, "r");
+	if (!f)
+		return errno == ENOENT ? 0 : err_sys(e, -errno, "cannot open %s", path);
+	while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL))) {
+		int ok = X509_STORE_add_crl(st, crl);
+		X509_CRL_free(crl);
+		if (!ok)
+			break;
+		n++;
+	}
+	fclose(f);
+	ERR_clear_error();
+	if (n == 0)
+		return err_set(e, -EINVAL, "cannot load %s: no usable PEM revocation list in it", path);
+	X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+	return 0;
 }
 
 SSL_CTX *ch_make_ctx(const char *tls_dir, bool server, struct err *e)
@@ -113,7 +173,7 @@ SSL_CTX *ch_make_ctx(const char *tls_dir, bool server, struct err *e)
 	snprintf(cert, sizeof(cert), "%s/cert.pem", tls_dir);
 	snprintf(key, sizeof(key), "%s/key.pem", tls_dir);
 	if ((r = check_readable(ca, e)) || (r = check_readable(cert, e)) ||
-	    (r = check_readable(key, e)))
+	    (r = check_readable(key, e)) || (r = secret_file_check(key, e)))
 		return NULL;
 
 	ERR_clear_error();
@@ -163,6 +223,8 @@ SSL_CTX *ch_make_ctx(const char *tls_dir, bool server, struct err *e)
 		load_fail(ca, e);
 		goto fail;
 	}
+	if (load_crl(ctx, tls_dir, e) < 0)
+		goto fail;
 	if (server) {
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
 		if (names)
@@ -195,6 +257,11 @@ static int verify_error(struct chan *c, long vr, const char *host, struct err *e
 		return err_set(e, -EACCES, "TLS: certificate expired (%s%s)", vs, subj);
 	case X509_V_ERR_CERT_NOT_YET_VALID:
 		return err_set(e, -EACCES, "TLS: certificate not yet valid (%s%s)", vs, subj);
+	case X509_V_ERR_CERT_REVOKED:
+		return err_set(e, -EACCES, "TLS: peer certificate revoked (listed in crl.pem%s)", subj);
+	case X509_V_ERR_INVALID_PURPOSE:
+		return err_set(e, -EACCES, "TLS: peer certificate not acceptable for its role: %s%s",
+			       c->vfy_reason[0] ? c->vfy_reason : vs, subj);
 	default:
 		return err_set(e, -EACCES, "TLS: peer certificate not trusted (%s%s)", vs, subj);
 	}
@@ -296,3 +363,12 @@ out:
 	return r;
 }
 
+
+bool chan_peer_has_name(struct chan *c, const char *name)
+{
+	X509 *cert = chan_peer_cert(c);
+
+	return cert && name && *name &&
+	       X509_check_host(cert, name, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
+					      X509_CHECK_FLAG_NO_WILDCARDS, NULL) == 1;
+}

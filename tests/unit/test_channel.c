@@ -557,6 +557,93 @@ static void test_refusals(void)
 	chan_close(c);
 }
 
+/* A client certificate the server must refuse for its role (server's view in s.e). */
+static void refuse_client(const char *server_dir, const char *client_dir, const char *want)
+{
+	struct srv s;
+	struct chan *c;
+	struct err e = { 0 };
+	int port, r;
+
+	port = srv_start(&s, "tls", dirof(server_dir), SRV_ACCEPT);
+	c = connect_to("tls", "127.0.0.1", port, dirof(client_dir), 5000, &r, &e);
+	CHECKF(r == -EACCES && c == NULL, "client %s: connect gave %d (%s)", client_dir, r, e.msg);
+	chan_close(c);
+	srv_join(&s);
+	CHECKF(s.r == -EACCES && contains(s.e.msg, want), "server vs client %s: %d '%s' lacks '%s'",
+	       client_dir, s.r, s.e.msg, want);
+	printf("  server refuses client %s: %s\n", client_dir, s.e.msg);
+}
+
+/* Host certificates for the wrong role, CA certificates used as hosts, revoked
+ * certificates and private keys others can read are all refused. */
+static void test_roles(void)
+{
+	struct chan_listener *l = NULL;
+	struct srv s;
+	struct chan *c;
+	struct err e = { 0 };
+	char cmd[2048];
+	int port, r;
+
+	/* as destinations (servers), checked by the connecting source */
+	refuse_server("cahost", "127.0.0.1", "not acceptable for its role: it is a CA certificate");
+	refuse_server("clientonly", "127.0.0.1", "lacks serverAuth");
+	refuse_server("noeku", "127.0.0.1", "no extended key usage");
+	/* as sources (clients), checked by the destination */
+	refuse_client("hosta", "cahost", "it is a CA certificate");
+	refuse_client("hosta", "serveronly", "lacks clientAuth");
+	refuse_client("hosta", "noeku", "no extended key usage");
+	/* the opposite roles of the one-role certificates are fine */
+	port = srv_start(&s, "tls", dirof("serveronly"), SRV_ACCEPT);
+	c = connect_to("tls", "127.0.0.1", port, dirof("clientonly"), 5000, &r, &e);
+	CHECKF(r == 0, "serveronly server, clientonly client: %d %s", r, e.msg);
+	chan_close(c);
+	srv_join(&s);
+	CHECKF(s.r == 0, "serveronly server side: %s", s.e.msg);
+
+	/* revocation: a destination whose tls dir holds the CRL refuses the revoked source,
+	 * and a source holding it refuses a revoked destination */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -r %s %s && cp %s/crl.pem %s/ && "
+		 "rm -rf %s && cp -r %s %s && cp %s/crl.pem %s/",
+		 dirof("hosta-crl"), dirof("hosta"), dirof("hosta-crl"), dirof("ca"), dirof("hosta-crl"),
+		 dirof("revoked-crl"), dirof("revoked"), dirof("revoked-crl"), dirof("ca"), dirof("revoked-crl"));
+	CHECK_INT(system(cmd), 0);
+	refuse_client("hosta-crl", "revoked", "revoked");
+	port = srv_start(&s, "tls", dirof("revoked"), SRV_ACCEPT);
+	c = connect_to("tls", "127.0.0.1", port, dirof("hosta-crl"), 5000, &r, &e);
+	CHECKF(r == -EACCES && contains(e.msg, "revoked"), "client vs revoked server: %d %s", r, e.msg);
+	chan_close(c);
+	srv_join(&s);
+	/* a good peer passes the CRL check */
+	port = srv_start(&s, "tls", dirof("hosta-crl"), SRV_ACCEPT);
+	c = connect_to("tls", "127.0.0.1", port, dirof("hostb"), 5000, &r, &e);
+	CHECKF(r == 0, "hostb to a CRL-checking server: %d %s", r, e.msg);
+	CHECK(c && chan_peer_has_name(c, "hosta") && !chan_peer_has_name(c, "hostb") &&
+	      !chan_peer_has_name(c, "host") && !chan_peer_has_name(c, ""));
+	chan_close(c);
+	srv_join(&s);
+	CHECKF(s.r == 0, "CRL-checking server vs hostb: %s", s.e.msg);
+	/* a CRL file that is not one stops the host from starting */
+	snprintf(cmd, sizeof(cmd), "echo garbage > %s/crl.pem", dirof("hosta-crl"));
+	CHECK_INT(system(cmd), 0);
+	r = chan_listen("tls://127.0.0.1:0", dirof("hosta-crl"), &l, &e);
+	CHECKF(r == -EINVAL && contains(e.msg, "crl.pem"), "garbage crl: %d %s", r, e.msg);
+	chan_listener_close(l);
+	l = NULL;
+
+	/* a private key readable by others is refused, with the fix in the message */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -r %s %s && chmod 644 %s/key.pem",
+		 dirof("openkey"), dirof("hosta"), dirof("openkey"), dirof("openkey"));
+	CHECK_INT(system(cmd), 0);
+	r = chan_listen("tls://127.0.0.1:0", dirof("openkey"), &l, &e);
+	CHECKF(r == -EACCES && contains(e.msg, "chmod 600") && contains(e.msg, "0644"), "0644 key: %d %s", r, e.msg);
+	printf("  key readable by others: %s\n", e.msg);
+	chan_listener_close(l);
+	c = connect_to("tls", "127.0.0.1", 1, dirof("openkey"), 1000, &r, &e);
+	CHECKF(r == -EACCES && contains(e.msg, "chmod 600"), "0644 key (client): %d %s", r, e.msg);
+}
+
 /* A foreign client built on OpenSSL directly: no certificate, or TLS 1.2 only. */
 static void raw_client(int port, int tls12, int with_cert)
 {
@@ -635,8 +722,8 @@ static void test_files(void)
 	{
 		char cmd[1024];
 		snprintf(cmd, sizeof(cmd),
-			 "mkdir -p %s && cp %s/ca.pem %s/cert.pem %s/ && echo garbage > %s/key.pem",
-			 dir, dirof("hosta"), dirof("hosta"), dir, dir);
+			 "mkdir -p %s && cp %s/ca.pem %s/cert.pem %s/ && echo garbage > %s/key.pem && chmod 600 %s/key.pem",
+			 dir, dirof("hosta"), dirof("hosta"), dir, dir, dir);
 		CHECK_INT(system(cmd), 0);
 	}
 	r = chan_listen("tls://127.0.0.1:0", dir, &l, &e);
@@ -916,6 +1003,7 @@ int main(void)
 	bulk("tls", dirof("hosta"), dirof("hostb"));
 	bulk("tcp", NULL, NULL);
 	test_refusals();
+	test_roles();
 	test_foreign_clients();
 	test_files();
 	test_timeouts();
