@@ -6,7 +6,7 @@
  *     be right for the parser to go past it, which a fuzzer rarely manages: this mode
  *     exercises the header and length checks and whatever runs before a checksum.
  *   mode bit 0 set: the harness first rewrites each trailer (and an END section's
- *     transcript) to match the bytes, so mutations reach the payload parsers and the
+ *     MAC of the transcript) to match the bytes, so mutations reach the payload parsers and the
  *     validators. Everything else (ids, seq, lengths, counts, payloads) stays as fuzzed.
  *
  * The stream must start with CONFIG (machine_config_read); RAM larger than 64 MiB is
@@ -96,8 +96,13 @@ static void fix_sums(uint8_t *p, size_t len)
 		memcpy(&h, p + off, sizeof(h));
 		if (h.len > len - pay || len - pay - h.len < SEC_TRAILER_SIZE)
 			break;
-		if (h.id == SEC_END && h.len == sizeof(struct sec_end_payload))
-			transcript_copy(t, p + pay + offsetof(struct sec_end_payload, transcript));
+		if (h.id == SEC_END && h.len == sizeof(struct sec_end_payload)) {
+			struct sec_end_payload end;
+			memcpy(&end, p + pay, sizeof(end));
+			transcript_copy(t, end.mac);
+			sec_end_mac(NULL, end.sections, end.pages, end.mac, end.mac);
+			memcpy(p + pay, &end, sizeof(end));
+		}
 		sum = XXH3_64bits(p + off, SEC_HDR_SIZE + (size_t)h.len);
 		memcpy(p + pay + h.len, &sum, sizeof(sum));
 		EVP_DigestUpdate(t, p + off, SEC_HDR_SIZE);

@@ -85,7 +85,7 @@ hb_field() { # FILE FIELD
 start_src() {
   local name=$1 mem=$2 cmd=$3; shift 3
   bg "$name" "$SEALVM" run --kernel "$GUEST/memcheck.elf" --cmdline "$cmd" --mem "$mem" \
-    --serial "file:$T/$name.out" --control "$T/$name.sock" "$@"
+    --serial "file:$T/$name.out" --control "$T/$name.sock" --state-dir "$T/$name.state" "$@"
   SRC_PID=$!
   wait_for "$T/$name.out" "^READY" 120 || fail "memcheck did not fill its working set"
 }
@@ -93,7 +93,8 @@ start_src() {
 # start_dst NAME URI [extra run args]: an incoming sealvm; sets DST_PID.
 start_dst() {
   local name=$1 uri=$2; shift 2
-  bg "$name" "$SEALVM" run --incoming "$uri" --serial "file:$T/$name.out" --control "$T/$name.sock" "$@"
+  bg "$name" "$SEALVM" run --incoming "$uri" --serial "file:$T/$name.out" --control "$T/$name.sock" \
+    --state-dir "$T/$name.state" "$@"
   DST_PID=$!
   wait_for "$T/$name.log" "waiting for an incoming VM" 20 || fail "destination did not listen"
 }

@@ -69,6 +69,14 @@ enum chan_kind chan_listener_kind(struct chan_listener *l);
  * A client that fails authentication gives an error here (the listener stays usable). */
 int chan_accept(struct chan_listener *l, int timeout_ms, struct chan **out, struct err *e);
 void chan_listener_close(struct chan_listener *l);
+/* The two halves of chan_accept, for servers that run handshakes concurrently:
+ * takes one waiting TCP connection without waiting (-EAGAIN if none), giving its fd,
+ * "host:port" of the peer and its bare address (for per-address limits)... */
+int chan_accept_fd(struct chan_listener *l, int *fd, char *where, size_t len, char *addr, size_t alen,
+		   struct err *e);
+/* ...then the handshake on that fd (consumed, even on failure) within timeout_ms. */
+int chan_handshake(struct chan_listener *l, int fd, const char *where, int timeout_ms, struct chan **out,
+		   struct err *e);
 
 /* Connects; for TLS verifies the peer certificate chains to tls_dir/ca.pem AND names
  * HOST (DNS SAN or IP SAN). Connecting and the handshake finish within timeout_ms. */

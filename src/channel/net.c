@@ -233,39 +233,42 @@ void chan_listener_close(struct chan_listener *l)
 	free(l);
 }
 
-int chan_accept(struct chan_listener *l, int timeout_ms, struct chan **out, struct err *e)
+int chan_accept_fd(struct chan_listener *l, int *fd, char *where, size_t len, char *addr, size_t alen,
+		   struct err *e)
 {
-	int64_t deadline = ch_deadline_after(timeout_ms);
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	char where[300];
-	struct chan *c;
-	struct err tmp;
-	int fd, r;
+	char h[INET6_ADDRSTRLEN] = "?";
 
-	if (!e)
-		e = &tmp;
-	*out = NULL;
 	for (;;) {
 		sl = sizeof(ss);
-		fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		if (fd >= 0)
+		*fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (*fd >= 0)
 			break;
-		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			r = ch_wait_fd(l->fd, POLLIN, deadline);
-			if (r == -ETIMEDOUT)
-				return err_set(e, r, "accept: timed out waiting for a connection");
-			if (r < 0)
-				return err_sys(e, r, "accept");
-			continue;
-		}
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -EAGAIN;
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
 		return err_sys(e, -errno, "accept");
 	}
-	format_sockaddr(where, sizeof(where), (struct sockaddr *)&ss);
-	ch_set_sock_opts(fd);
-	c = ch_new(fd, l->kind, where);
+	format_sockaddr(where, len, (struct sockaddr *)&ss);
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h, sizeof(h));
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, h, sizeof(h));
+	snprintf(addr, alen, "%s", h);
+	ch_set_sock_opts(*fd);
+	return 0;
+}
+
+int chan_handshake(struct chan_listener *l, int fd, const char *where, int timeout_ms, struct chan **out,
+		   struct err *e)
+{
+	int64_t deadline = ch_deadline_after(timeout_ms);
+	struct chan *c = ch_new(fd, l->kind, where);
+	int r;
+
+	*out = NULL;
 	if (!c) {
 		close(fd);
 		return err_set(e, -ENOMEM, "accept from %s: out of memory", where);
@@ -279,6 +282,32 @@ int chan_accept(struct chan_listener *l, int timeout_ms, struct chan **out, stru
 	}
 	*out = c;
 	return 0;
+}
+
+int chan_accept(struct chan_listener *l, int timeout_ms, struct chan **out, struct err *e)
+{
+	int64_t deadline = ch_deadline_after(timeout_ms);
+	char where[300], addr[64];
+	struct err tmp;
+	int fd, r;
+
+	if (!e)
+		e = &tmp;
+	*out = NULL;
+	while ((r = chan_accept_fd(l, &fd, where, sizeof(where), addr, sizeof(addr), e)) == -EAGAIN) {
+		r = ch_wait_fd(l->fd, POLLIN, deadline);
+		if (r == -ETIMEDOUT)
+			return err_set(e, r, "accept: timed out waiting for a connection");
+		if (r < 0)
+			return err_sys(e, r, "accept");
+	}
+	if (r < 0)
+		return r;
+	if (timeout_ms > 0) {
+		int64_t left = (deadline - ch_now_ns()) / 1000000;
+		timeout_ms = left > 0 ? (int)left : 1;
+	}
+	return chan_handshake(l, fd, where, timeout_ms, out, e);
 }
 
 static int tcp_connect(const char *host, const char *port, const char *hp, int64_t deadline,

@@ -9,16 +9,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "control/commands.h"
 #include "control/control.h"
 #include "migrate/migrate.h"
 #include "util/size.h"
-#include "vmm/commands.h"
+#include "util/statedir.h"
 #include "vmm/machine.h"
 #include "vmm/snapshot.h"
 
 struct run_opts {
-	const char *kernel, *cmdline, *serial, *control, *restore, *incoming, *tls_dir;
+	const char *kernel, *cmdline, *serial, *control, *restore, *incoming, *tls_dir, *state_dir, *allow_from;
 	uint64_t mem, mem_limit;
+	bool insecure;
 };
 
 static void usage(FILE *f)
@@ -30,9 +32,13 @@ static void usage(FILE *f)
 		"  --mem SIZE          guest RAM, e.g. 512M, 4G (default 256M; a bare number is MiB)\n"
 		"  --serial stdio|file:PATH|none   where the guest's COM1 goes (default stdio)\n"
 		"  --control SOCKET    JSON-lines control socket (see `sealvm ctl`)\n"
-		"  --incoming tls://ADDR:PORT  wait for one VM migrated here (tcp:// is INSECURE)\n"
-		"  --tls-dir DIR       ca.pem, cert.pem, key.pem of this host\n"
-		"  --mem-limit SIZE    refuse incoming VMs larger than SIZE\n");
+		"  --incoming tls://ADDR:PORT  wait for one VM migrated here\n"
+		"  --tls-dir DIR       ca.pem, cert.pem, key.pem (mode 0600) and optional crl.pem of this host\n"
+		"  --state-dir DIR     this host's state: host id, keys, migration outcomes (default " STATE_DIR_DEFAULT ")\n"
+		"  --allow-from NAMES  with --incoming: admit only sources whose certificate names one of\n"
+		"                      these comma-separated DNS names (default: any host of the cluster CA)\n"
+		"  --mem-limit SIZE    refuse incoming VMs larger than SIZE\n"
+		"  --insecure          allow --incoming tcp:// (no encryption, no authentication)\n");
 }
 
 static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
@@ -42,7 +48,9 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "mem", required_argument, NULL, 'm' },     { "serial", required_argument, NULL, 's' },
 		{ "control", required_argument, NULL, 'C' }, { "restore", required_argument, NULL, 'r' },
 		{ "incoming", required_argument, NULL, 'i' }, { "tls-dir", required_argument, NULL, 't' },
-		{ "mem-limit", required_argument, NULL, 'L' }, { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+		{ "mem-limit", required_argument, NULL, 'L' }, { "help", no_argument, NULL, 'h' },
+		{ "state-dir", required_argument, NULL, 'S' }, { "allow-from", required_argument, NULL, 'A' },
+		{ "insecure", no_argument, NULL, 'I' },       { NULL, 0, NULL, 0 },
 	};
 	int c;
 
@@ -60,6 +68,9 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		case 'r': o->restore = optarg; break;
 		case 'i': o->incoming = optarg; break;
 		case 't': o->tls_dir = optarg; break;
+		case 'S': o->state_dir = optarg; break;
+		case 'A': o->allow_from = optarg; break;
+		case 'I': o->insecure = true; break;
 		case 'm':
 			if (parse_size(optarg, 1, &o->mem, e) < 0)
 				return err_wrap(e, "--mem");
@@ -86,6 +97,10 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "give exactly one of --kernel, --restore or --incoming");
 	if (o->incoming && !o->tls_dir && strncmp(o->incoming, "tcp://", 6))
 		return err_set(e, -EINVAL, "--incoming tls:// needs --tls-dir DIR");
+	if (o->allow_from && !o->incoming)
+		return err_set(e, -EINVAL, "--allow-from only applies to --incoming");
+	if (o->allow_from && (!*o->allow_from || strlen(o->allow_from) > 400))
+		return err_set(e, -EINVAL, "--allow-from needs one or more comma-separated names (at most 400 characters)");
 	return 0;
 }
 
@@ -153,14 +168,15 @@ static int exit_code(struct machine *m)
 int cmd_run(int argc, char **argv)
 {
 	struct ctl_server *ctl = NULL;
+	struct incoming *in = NULL;
+	struct state_dir sd;
 	struct machine m;
 	struct vmm_ctx ctx;
 	struct run_opts o;
 	struct err e = { 0 };
 	pthread_t in_thr;
-	struct incoming in;
-	bool in_started = false, incoming = false;
-	int serial_fd = -1, r, code;
+	bool in_started = false, built = false;
+	int serial_fd = -1, r, code = 1;
 
 	r = parse_opts(argc, argv, &o, &e);
 	if (r > 0)
@@ -170,57 +186,58 @@ int cmd_run(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if (open_serial(o.serial, &serial_fd, &e) < 0) {
+	if (state_dir_open(&sd, o.state_dir, &e) < 0 || open_serial(o.serial, &serial_fd, &e) < 0) {
 		fprintf(stderr, "sealvm: %s\n", e.msg);
 		return 2;
 	}
-	if (o.restore) {
+	/* The control socket comes first: a destination that could not be
+	 * controlled must fail before it accepts anything, not after a VM arrived. */
+	vmm_ctx_init(&ctx, &m, o.tls_dir, &sd);
+	if (o.incoming) {
+		struct incoming_params ip = { .uri = o.incoming, .tls_dir = o.tls_dir, .serial_fd = serial_fd,
+					      .max_ram = o.mem_limit, .timeout_ms = 30000, .hello_timeout_ms = 10000,
+					      .commit_timeout_ms = 30000, .linger_ms = 5000,
+					      .allow_from = o.allow_from, .insecure = o.insecure, .sd = &sd };
+		r = incoming_start(&ip, &in, &e);
+		ctx.incoming = in;
+	}
+	if (r == 0 && o.control)
+		r = ctl_server_start(o.control, vmm_handle, &ctx, &ctl, &e);
+	if (r == 0 && o.restore) {
 		struct snapshot_stats st;
 		r = snapshot_restore(o.restore, serial_fd, &m, &st, &e);
 		if (r == 0)
-			fprintf(stderr, "sealvm: restored %s: %llu pages in %.1f ms (%.2f GB/s of RAM)\n",
+			fprintf(stderr, "sealvm: restored %s: %llu pages in %.1f ms (%.2f GB/s read)\n",
 				o.restore, (unsigned long long)st.pages.data_pages, (double)st.ns / 1e6,
-				st.ns ? (double)m.vm.ram_size / (double)st.ns : 0.0);
-	} else if (o.kernel) {
+				st.ns ? (double)st.bytes / (double)st.ns : 0.0);
+	} else if (r == 0 && o.kernel) {
 		r = machine_init(&m, o.mem, serial_fd, &e);
 		if (r == 0 && (r = machine_boot(&m, o.kernel, o.cmdline, &e)) < 0)
 			machine_destroy(&m);
-	} else {
-		struct incoming_params ip = { .uri = o.incoming, .tls_dir = o.tls_dir, .serial_fd = serial_fd,
-					      .max_ram = o.mem_limit, .timeout_ms = 30000 };
-		r = migrate_incoming(&ip, &m, &in, &e);
-		if (r == 0)
-			fprintf(stderr, "sealvm: incoming VM committed and running\n");
-		incoming = r == 0;
+	} else if (r == 0) {
+		r = incoming_wait_vm(in, &m, &e);
 	}
+	built = r == 0;
+	if (r == 0 && !o.incoming)
+		r = machine_start(&m, &e);
 	if (r < 0) {
 		fprintf(stderr, "sealvm: %s\n", e.msg);
-		return 1;
+		goto out;
 	}
-	vmm_ctx_init(&ctx, &m, o.tls_dir);
-	if (o.control && ctl_server_start(o.control, vmm_handle, &ctx, &ctl, &e) < 0) {
-		fprintf(stderr, "sealvm: %s\n", e.msg);
-		machine_destroy(&m);
-		vmm_ctx_fini(&ctx);
-		return 1;
-	}
-	if (!incoming && machine_start(&m, &e) < 0) {
-		fprintf(stderr, "sealvm: %s\n", e.msg);
-		ctl_server_stop(ctl);
-		machine_destroy(&m);
-		vmm_ctx_fini(&ctx);
-		return 1;
-	}
+	vmm_ctx_vm_ready(&ctx);
 	if (serial_fd == STDOUT_FILENO && !pthread_create(&in_thr, NULL, stdin_thread, &m))
 		in_started = true;
 	machine_wait(&m);
+	code = exit_code(&m);
+out:
 	ctl_server_stop(ctl);
 	if (in_started)
 		pthread_join(in_thr, NULL);
-	code = exit_code(&m);
-	machine_destroy(&m);
-	if (incoming)
-		incoming_fini(&in);
+	if (in && built)
+		incoming_vm_ended(in, m.stop_reason == STOP_MIGRATED ? "was migrated on" : m.stop_msg);
+	incoming_stop(in);
+	if (built)
+		machine_destroy(&m);
 	vmm_ctx_fini(&ctx);
 	return code;
 }

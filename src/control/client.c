@@ -24,10 +24,14 @@
 static const char usage_text[] =
 	"usage: sealvm ctl [--timeout SEC] SOCKET COMMAND [ARGS...]\n"
 	"commands:\n"
-	"  status | pause | resume | quit | stats\n"
+	"  status | pause | stats\n"
+	"  resume [--force]   --force: after an UNCERTAIN migration, run the VM here anyway\n"
+	"  quit [--force]     --force: quit even while a migration's outcome is unknown\n"
 	"  snapshot FILE\n"
 	"  migrate URI [--tls-dir DIR] [--downtime-ms N] [--channels N] [--max-throttle PCT]\n"
-	"          [--max-rounds N] [--timeout-ms N] [--outcome-wait-ms N]\n"
+	"          [--max-rounds N] [--timeout-ms N] [--hello-timeout-ms N] [--ready-timeout-ms N]\n"
+	"          [--outcome-wait-ms N] [--insecure]\n"
+	"  migrate-cancel     abort the migration in progress (before COMMIT); the VM runs on\n"
 	"  raw JSON        send JSON unchanged as the request line\n"
 	"Any other COMMAND is sent as {\"cmd\":COMMAND} (extra ARGS as \"args\").\n"
 	"--timeout bounds the whole exchange; by default the client waits forever.\n";
@@ -114,6 +118,8 @@ static int build_migrate(json_t *req, int argc, char **argv, struct err *e)
 		{ "--max-throttle", "max_throttle", 100 },
 		{ "--max-rounds", "max_rounds", 1000 },
 		{ "--timeout-ms", "timeout_ms", 3600000 },
+		{ "--hello-timeout-ms", "hello_timeout_ms", 3600000 },
+		{ "--ready-timeout-ms", "ready_timeout_ms", 3600000 },
 		{ "--outcome-wait-ms", "outcome_wait_ms", 3600000 },
 	};
 	const char *uri = NULL, *val;
@@ -128,6 +134,11 @@ static int build_migrate(json_t *req, int argc, char **argv, struct err *e)
 				return err_set(e, -EINVAL, "migrate takes one URI (got \"%s\" and \"%s\")",
 					       uri, a);
 			uri = a;
+			continue;
+		}
+		if (!strcmp(a, "--insecure")) {
+			if (json_object_set_new(req, "insecure", json_true()) < 0)
+				return err_set(e, -ENOMEM, "out of memory");
 			continue;
 		}
 		r = opt_value(argc, argv, &i, "--tls-dir", &val, e);
@@ -176,7 +187,7 @@ static int build_migrate(json_t *req, int argc, char **argv, struct err *e)
 static int build_request(const char *cmd, int argc, char **argv, char **line,
 			 struct err *e)
 {
-	static const char *const plain[] = { "status", "pause", "resume", "quit", "stats" };
+	static const char *const plain[] = { "status", "pause", "stats", "migrate-cancel" };
 	json_t *req;
 	size_t k, n;
 	int r = 0;
@@ -209,6 +220,11 @@ static int build_request(const char *cmd, int argc, char **argv, char **line,
 	if (k < sizeof(plain) / sizeof(plain[0])) {
 		if (argc)
 			r = err_set(e, -EINVAL, "%s takes no arguments", cmd);
+	} else if (!strcmp(cmd, "resume") || !strcmp(cmd, "quit")) {
+		if (argc > 1 || (argc == 1 && strcmp(argv[0], "--force")))
+			r = err_set(e, -EINVAL, "%s takes only --force", cmd);
+		else if (argc == 1 && json_object_set_new(req, "force", json_true()) < 0)
+			r = err_set(e, -ENOMEM, "out of memory");
 	} else if (!strcmp(cmd, "snapshot")) {
 		char *file;
 

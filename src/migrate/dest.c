@@ -1,23 +1,268 @@
-/* Destination side of a live migration: admit, receive, verify, load, and run
- * only on COMMIT. Anything else discards the incoming copy; it never runs. */
+/* Destination side of a live migration: admit, receive, verify, load, decide,
+ * run. The incoming copy runs only once COMMITTED is durably decided here; a
+ * source asking what happened gets an answer from that decision, and asking
+ * before there is one decides ABORTED (so a late COMMIT can no longer win). */
+#include <openssl/rand.h>
 #include <stdio.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <unistd.h>
 
+#include "migrate/bind.h"
 #include "migrate/migrate.h"
-#include "migrate/proto.h"
-#include "state/pages.h"
+#include "migrate/outcome.h"
+#include "migrate/pool.h"
+#include "migrate/receive.h"
 
-/* Test-only fault injection (SEALVM_TEST_FAULT): lets the test suite make a
- * destination die or hang at an exact protocol point. */
-static bool fault(const char *name)
+enum in_phase { IN_WAITING, IN_RECEIVING, IN_READY, IN_COMMITTED, IN_FAILED };
+
+static const char *const phase_names[] = { "waiting", "receiving", "ready", "committed", "failed" };
+
+struct join {
+	struct pool_conn *c;
+	uint8_t nonce[MIG_NONCE_LEN];
+};
+
+struct incoming {
+	struct incoming_params p;
+	struct chan_listener *listener;
+	struct pool *pool;
+	struct outcome_store store;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum in_phase phase;
+	bool cancelled;
+	char cancel_why[128];
+	/* the migration being received (phase >= RECEIVING) */
+	struct pool_conn *offer;             /* lane 0 handed in by the pool, not yet taken */
+	struct mig_hello hello;
+	uint8_t id[16];
+	uint8_t src_fp[32];
+	char src_name[64];
+	uint32_t nchan;
+	struct join joins[MIG_MAX_CHANNELS];
+	struct rx *rx;                       /* while receiving: to interrupt it */
+	struct pool_conn *lane0;             /* while READY: to interrupt the wait for COMMIT */
+	bool fenced;                         /* a query decided ABORTED first */
+	bool reached_ready;                  /* a source may have sent COMMIT: linger on failure */
+	/* the committed VM */
+	struct machine *m;
+	bool vm_ended;
+	char vm_end_why[128];
+};
+
+/* Test fault: a destination that sends a record one byte a second, each in its
+ * own TLS record, so no single read on the source ever times out. */
+static int trickle_writev(struct bstream *bs, const struct iovec *iov, int n, struct err *e)
 {
-	const char *f = getenv("SEALVM_TEST_FAULT");
-	return f && !strcmp(f, name);
+	struct chan *c = bs->ctx;
+	int i;
+
+	for (i = 0; i < n; i++)
+		for (size_t k = 0; k < iov[i].iov_len; k++) {
+			int r = chan_write(c, (const uint8_t *)iov[i].iov_base + k, 1, e);
+			if (r == 0)
+				r = chan_flush(c, e);
+			if (r < 0)
+				return r;
+			sleep(1);
+		}
+	return 0;
 }
+
+static int send_rec(struct pool_conn *c, uint32_t id, const void *buf, size_t len, const char *trickle_fault,
+		    struct err *e)
+{
+	struct bstream t = { .writev_all = trickle_writev, .ctx = c->ch }, *orig = c->w.bs;
+	struct iovec iov = { (void *)buf, len };
+	int r;
+
+	if (!mig_fault(trickle_fault))
+		return pool_conn_send(c, id, buf, len, e);
+	c->w.bs = &t;
+	r = sec_write(&c->w, id, 1, &iov, 1, e);
+	c->w.bs = orig;
+	return r;
+}
+
+/* ---- answers ---- */
+
+static void refuse(struct pool_conn *c, const char *why)
+{
+	struct mig_hello_ack a = { .proto = MIG_PROTO_VERSION, .status = MIG_REFUSE };
+
+	snprintf(a.reason, sizeof(a.reason), "%s", why);
+	pool_conn_send(c, SEC_HELLO_ACK, &a, sizeof(a), NULL);
+	pool_conn_close(c);
+}
+
+static int accept_with(struct incoming *in, struct pool_conn *c, uint32_t channels,
+		       const uint8_t nonce[MIG_NONCE_LEN], struct err *e)
+{
+	struct mig_hello_ack a = { .proto = MIG_PROTO_VERSION, .status = MIG_ACCEPT, .channels = channels };
+
+	memcpy(a.nonce, nonce, MIG_NONCE_LEN);
+	memcpy(a.host_id, in->p.sd->host_id, 16);
+	return send_rec(c, SEC_HELLO_ACK, &a, sizeof(a), "trickle-hello-ack", e);
+}
+
+/* Tells the source why, then drains what it still sends until it hangs up, so
+ * the reason is read rather than lost to a connection reset. */
+static void send_abort(struct pool_conn *c, const char *why)
+{
+	struct mig_abort a;
+	char buf[65536];
+	uint64_t end = now_ns() + 3000000000ull;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.reason, sizeof(a.reason), "%s", why);
+	chan_set_timeout(c->ch, 500);
+	pool_conn_send(c, SEC_ABORT, &a, sizeof(a), NULL);
+	while (now_ns() < end && chan_read_full(c->ch, buf, 1, NULL) == 0)
+		;
+}
+
+/* Under in->lock: the answer to "what became of id?" (see the file comment). */
+static uint32_t outcome_for(struct incoming *in, const struct pool_conn *c, const uint8_t id[16], char *why,
+			    size_t n)
+{
+	struct outcome_rec rec;
+	struct err e = { 0 };
+	bool current = in->phase >= IN_RECEIVING && !memcmp(id, in->id, 16);
+	int r;
+
+	if (current && chan_kind(c->ch) == CHAN_TLS && memcmp(c->fp, in->src_fp, 32)) {
+		snprintf(why, n, "only the source of a migration may ask about it");
+		return MIG_OUTCOME_REFUSED;
+	}
+	if (current && (in->phase == IN_RECEIVING || in->phase == IN_READY)) {
+		/* the source gave up on us: settle it as never run, then stop receiving */
+		r = outcome_decide_now(&in->store, id, OUTCOME_ABORTED, in->src_name, &rec, &e);
+		if (r == 0) {
+			in->fenced = true;
+			if (in->rx)
+				rx_interrupt(in->rx);
+			if (in->lane0)
+				chan_shutdown(in->lane0->ch);
+			snprintf(why, n, "the source asked before COMMIT arrived: never ran here");
+			return MIG_OUTCOME_ABORTED;
+		}
+		if (r != -EEXIST) {
+			snprintf(why, n, "cannot record the outcome: %s", e.msg);
+			return MIG_OUTCOME_REFUSED;
+		}
+	} else {
+		r = outcome_read(&in->store, id, &rec, &e);
+		if (r == -ENOENT) {
+			/* never seen (or never got this far): settle it so it can never run here */
+			r = outcome_decide_now(&in->store, id, OUTCOME_ABORTED, c->peer, &rec, &e);
+			if (r == 0) {
+				snprintf(why, n, "no such migration ran here; it never will");
+				return MIG_OUTCOME_ABORTED;
+			}
+			if (r == -EEXIST)
+				r = 0;
+		}
+		if (r < 0) {
+			snprintf(why, n, "cannot read the outcome: %s", e.msg);
+			return MIG_OUTCOME_REFUSED;
+		}
+	}
+	if (rec.kind == OUTCOME_ABORTED) {
+		snprintf(why, n, "never ran here");
+		return MIG_OUTCOME_ABORTED;
+	}
+	if (current && in->phase == IN_COMMITTED && !in->vm_ended) {
+		snprintf(why, n, "running here");
+		return MIG_OUTCOME_RUNNING;
+	}
+	snprintf(why, n, "committed here and ran; since then it %s",
+		 current && in->vm_ended ? in->vm_end_why :
+		 rec.ended[0] ? rec.ended : "is no longer running (its sealvm process ended)");
+	return MIG_OUTCOME_GONE;
+}
+
+static void answer_query(struct incoming *in, struct pool_conn *c, const struct mig_hello *h)
+{
+	struct mig_outcome_rec o = { .proto = MIG_PROTO_VERSION };
+
+	memcpy(o.id, h->id, 16);
+	memcpy(o.host_id, in->p.sd->host_id, 16);
+	pthread_mutex_lock(&in->lock);
+	o.outcome = outcome_for(in, c, h->id, o.reason, sizeof(o.reason));
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+	chan_set_timeout(c->ch, 2000);
+	pool_conn_send(c, SEC_OUTCOME, &o, sizeof(o), NULL);
+	pool_conn_close(c);
+}
+
+static bool allowed_source(const struct incoming *in, struct pool_conn *c)
+{
+	char names[512], *tok, *save = NULL;
+
+	if (!in->p.allow_from || chan_kind(c->ch) != CHAN_TLS)
+		return true;
+	snprintf(names, sizeof(names), "%s", in->p.allow_from);
+	for (tok = strtok_r(names, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		if (chan_peer_has_name(c->ch, tok))
+			return true;
+	return false;
+}
+
+/* Pool thread: every admitted connection with its HELLO comes here. */
+static void dispatch(void *opaque, struct pool_conn *c, const struct mig_hello *h)
+{
+	struct incoming *in = opaque;
+	char why[200];
+
+	if (h->kind == MIG_KIND_QUERY) {
+		answer_query(in, c, h);
+		return;
+	}
+	pthread_mutex_lock(&in->lock);
+	if (h->kind == MIG_KIND_MIGRATE) {
+		if (!allowed_source(in, c)) {
+			snprintf(why, sizeof(why), "source %s is not admitted here (--allow-from %s)", c->peer,
+				 in->p.allow_from);
+		} else if (in->phase != IN_WAITING || in->offer || in->cancelled) {
+			snprintf(why, sizeof(why), "busy: this destination is %s a VM",
+				 in->phase == IN_COMMITTED ? "already running" : "already receiving");
+		} else {
+			in->offer = c;
+			in->hello = *h;
+			pthread_cond_broadcast(&in->cond);
+			pthread_mutex_unlock(&in->lock);
+			return;
+		}
+		pthread_mutex_unlock(&in->lock);
+		fprintf(stderr, "sealvm: refused a migration from %s: %s\n", c->where, why);
+		refuse(c, why);
+		return;
+	}
+	/* JOIN: an extra channel of the migration being received, from the same source */
+	if (in->phase != IN_RECEIVING || memcmp(h->id, in->id, 16) || h->channels < 1 ||
+	    h->channels >= in->nchan || in->joins[h->channels].c) {
+		snprintf(why, sizeof(why), "not a channel of the migration in progress");
+	} else if (chan_kind(c->ch) == CHAN_TLS && memcmp(c->fp, in->src_fp, 32)) {
+		snprintf(why, sizeof(why), "channel %u presented another certificate than channel 0", h->channels);
+	} else {
+		struct join *j = &in->joins[h->channels];
+		struct err e = { 0 };
+		if (RAND_bytes(j->nonce, MIG_NONCE_LEN) == 1 && accept_with(in, c, in->nchan, j->nonce, &e) == 0) {
+			j->c = c;
+			pthread_cond_broadcast(&in->cond);
+			pthread_mutex_unlock(&in->lock);
+			return;
+		}
+		snprintf(why, sizeof(why), "cannot accept the channel: %s", e.msg);
+	}
+	pthread_mutex_unlock(&in->lock);
+	fprintf(stderr, "sealvm: refused a channel from %s: %s\n", c->where, why);
+	refuse(c, why);
+}
+
+/* ---- admission ---- */
 
 static uint64_t mem_available(void)
 {
@@ -34,151 +279,14 @@ static uint64_t mem_available(void)
 	return kb * 1024;
 }
 
-struct dst {
-	struct chan *ch;
-	struct sec_writer w;
-	struct sec_reader r;
-	bool framed;
-	int index;
-	struct rx *rx;
-	struct pages_stats ps;
-	pthread_t thread;
-	bool started;
-	struct err e;
-	int rc;
-};
-
-/* What the lanes share while receiving: the RAM, a round barrier and the
- * first error, which stops every lane. */
-struct rx {
-	struct machine *m;
-	int n;
-	struct dst lanes[MIG_MAX_CHANNELS];
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	uint32_t reached[MIG_MAX_CHANNELS];   /* ROUND markers seen per lane */
-	bool failed;
-};
-
-/* Round k+1 data may overwrite a page sent in round k on another lane, so a
- * lane enters a round only when every lane has finished the previous one. */
-static int rx_barrier(struct rx *x, int lane, uint32_t round, struct err *e)
-{
-	int i;
-	bool all;
-
-	pthread_mutex_lock(&x->lock);
-	x->reached[lane]++;
-	pthread_cond_broadcast(&x->cond);
-	for (;;) {
-		for (all = true, i = 0; i < x->n; i++)
-			if (x->reached[i] < x->reached[lane])
-				all = false;
-		if (all || x->failed)
-			break;
-		pthread_cond_wait(&x->cond, &x->lock);
-	}
-	all = !x->failed;
-	pthread_mutex_unlock(&x->lock);
-	(void)round;
-	return all ? 0 : err_set(e, -ECANCELED, "another channel failed");
-}
-
-/* First failure: remember it and wake every lane (blocked readers included). */
-static void rx_fail(struct rx *x)
-{
-	int i;
-
-	pthread_mutex_lock(&x->lock);
-	if (!x->failed) {
-		x->failed = true;
-		for (i = 1; i < x->n; i++)
-			if (x->lanes[i].ch)
-				chan_shutdown(x->lanes[i].ch);
-	}
-	pthread_cond_broadcast(&x->cond);
-	pthread_mutex_unlock(&x->lock);
-}
-
-static void rx_done(struct rx *x, int lane)
-{
-	pthread_mutex_lock(&x->lock);
-	x->reached[lane] = UINT32_MAX; /* finished: never holds the others back */
-	pthread_cond_broadcast(&x->cond);
-	pthread_mutex_unlock(&x->lock);
-}
-
-static int send_rec(struct dst *d, uint32_t id, const void *buf, size_t len, struct err *e)
-{
-	struct iovec iov = { (void *)buf, len };
-	int r = sec_write(&d->w, id, 1, &iov, 1, e);
-
-	return r ? r : chan_flush(d->ch, e);
-}
-
-/* Tells the source why, then reads and drops what it still sends until it
- * hangs up, so the reason is read rather than lost to a connection reset. */
-static void send_abort(struct dst *d, const char *why)
-{
-	struct mig_abort a;
-	char buf[65536];
-	uint64_t end = now_ns() + 3000000000ull;
-	int fd = chan_fd(d->ch);
-
-	memset(&a, 0, sizeof(a));
-	snprintf(a.reason, sizeof(a.reason), "%s", why);
-	chan_set_timeout(d->ch, 500);
-	send_rec(d, SEC_ABORT, &a, sizeof(a), NULL);
-	while (now_ns() < end) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (poll(&p, 1, 100) > 0 && read(fd, buf, sizeof(buf)) <= 0)
-			break;
-	}
-}
-
-static int read_hello(struct dst *d, struct mig_hello *h, struct err *e)
-{
-	struct sec_hdr hd;
-	int r = sec_read_hdr(&d->r, &hd, e);
-
-	if (r < 0)
-		return r;
-	if (hd.id != SEC_HELLO)
-		return err_set(e, -EPROTO, "source sent %s, expected HELLO", sec_name(hd.id));
-	return sec_read_exact(&d->r, &hd, h, sizeof(*h), e);
-}
-
-static int answer_with(struct dst *d, uint32_t status, uint32_t channels, const char *reason, struct err *e)
-{
-	struct mig_hello_ack a = { .proto = MIG_PROTO_VERSION, .status = status, .channels = channels };
-
-	snprintf(a.reason, sizeof(a.reason), "%s", reason ? reason : "");
-	return send_rec(d, SEC_HELLO_ACK, &a, sizeof(a), e);
-}
-
-static int answer(struct dst *d, uint32_t status, const char *reason, struct err *e)
-{
-	return answer_with(d, status, 1, reason, e);
-}
-
-static int answer_channels(struct dst *d, uint32_t channels, struct err *e)
-{
-	return answer_with(d, MIG_ACCEPT, channels, NULL, e);
-}
-
 static int admit(const struct incoming_params *p, const struct mig_hello *h, char *why, size_t n)
 {
 	uint64_t avail = mem_available();
 
-	if (h->proto != MIG_PROTO_VERSION) {
-		snprintf(why, n, "protocol version %u not supported (this destination speaks %u)", h->proto,
-			 MIG_PROTO_VERSION);
-		return -EPROTO;
-	}
-	if (h->nr_vcpus != 1 || h->ram_size < VM_MIN_RAM || h->ram_size > VM_MAX_RAM ||
-	    h->ram_size % PAGE_SIZE) {
-		snprintf(why, n, "VM shape not supported (%u vCPUs, %llu bytes)", h->nr_vcpus,
-			 (unsigned long long)h->ram_size);
+	if (h->nr_vcpus != 1 || h->ram_size < VM_MIN_RAM || h->ram_size > VM_MAX_RAM || h->ram_size % PAGE_SIZE ||
+	    h->populated_pages > h->ram_size / PAGE_SIZE || h->channels < 1 || h->channels > MIG_MAX_CHANNELS) {
+		snprintf(why, n, "VM shape not supported (%u vCPUs, %llu bytes, %u channels)", h->nr_vcpus,
+			 (unsigned long long)h->ram_size, h->channels);
 		return -EINVAL;
 	}
 	if (p->max_ram && h->ram_size > p->max_ram) {
@@ -194,339 +302,380 @@ static int admit(const struct incoming_params *p, const struct mig_hello *h, cha
 	return 0;
 }
 
-/* Receives one lane up to its END. Lane 0 also carries the state sections,
- * which go to ld. */
-static int lane_receive(struct dst *d, struct machine_loader *ld, struct err *e)
+/* ---- the migration ---- */
+
+int incoming_start(const struct incoming_params *p, struct incoming **out, struct err *e)
 {
-	struct machine *m = d->rx->m;
-	struct sec_hdr h;
+	struct incoming *in = calloc(1, sizeof(*in));
 	int r;
 
-	for (;;) {
-		r = sec_read_hdr(&d->r, &h, e);
-		if (r < 0)
-			break;
-		if (h.id == SEC_PAGES) {
-			r = pages_recv(&d->r, &h, m->vm.ram, m->vm.ram_pages, &d->ps, e);
-			if (r == 0 && fault("die-during-pages") && d->ps.data_pages > 500)
-				_exit(99);
-		} else if (h.id == SEC_ROUND) {
-			struct mig_round rd;
-			r = sec_read_exact(&d->r, &h, &rd, sizeof(rd), e);
-			if (r == 0)
-				r = rx_barrier(d->rx, d->index, rd.round, e);
-		} else if (h.id == SEC_ABORT) {
-			struct mig_abort a;
-			r = sec_read_exact(&d->r, &h, &a, sizeof(a), e);
-			a.reason[sizeof(a.reason) - 1] = 0;
-			if (r == 0)
-				r = err_set(e, -ECONNABORTED, "%s", a.reason);
-		} else if (h.id == SEC_SYNC && ld) {
-			/* the ROUND before it held every lane until all had caught up */
-			struct mig_sync sy;
-			r = sec_read_exact(&d->r, &h, &sy, sizeof(sy), e);
-			if (r == 0)
-				r = send_rec(d, SEC_SYNC_ACK, &sy, sizeof(sy), e);
-		} else if (h.id == SEC_END) {
-			r = sec_check_end(&d->r, &h, d->ps.data_pages + d->ps.markers, e);
-			if (r == 0)
-				rx_done(d->rx, d->index);
-			break;
-		} else if (ld) {
-			r = machine_load_section(ld, &d->r, &h, e);
-		} else {
-			r = err_set(e, -EPROTO, "unexpected %s section on channel %d", sec_name(h.id), d->index);
-		}
-		if (r < 0)
-			break;
-	}
-	if (r < 0)
-		rx_fail(d->rx);
-	return r;
-}
-
-static void *lane_thread(void *arg)
-{
-	struct dst *d = arg;
-
-	d->rc = lane_receive(d, NULL, &d->e);
-	return NULL;
-}
-
-/* Receives every lane up to END and loads the state; the machine is ready but paused. */
-static int receive(struct rx *x, uint64_t *load_ns, struct err *e)
-{
-	struct machine_loader ld;
-	uint64_t t;
-	int r, i;
-
-	machine_loader_init(&ld);
-	for (i = 1; i < x->n; i++)
-		if (pthread_create(&x->lanes[i].thread, NULL, lane_thread, &x->lanes[i]) == 0)
-			x->lanes[i].started = true;
-	r = lane_receive(&x->lanes[0], &ld, e);
-	for (i = 1; i < x->n; i++) {
-		struct dst *d = &x->lanes[i];
-		if (d->started)
-			pthread_join(d->thread, NULL);
-		d->started = false;
-		/* a lane's own failure says more than "another channel failed" */
-		if (d->rc < 0 && (r == 0 || r == -ECANCELED)) {
-			*e = d->e;
-			r = err_wrap(e, "channel %d", i);
-		}
-	}
-	t = now_ns();
-	if (r == 0)
-		r = machine_load_commit(x->m, &ld, e);
-	*load_ns = now_ns() - t;
-	machine_loader_fini(&ld);
-	return r;
-}
-
-/* Serves one connection after the hand-over: only outcome queries. */
-static void answer_query(struct incoming *in, struct chan *c)
-{
-	struct dst d = { .ch = c };
-	struct mig_hello h;
-	struct err e = { 0 };
-
-	chan_set_timeout(c, 2000);
-	if (sec_writer_init(&d.w, chan_bstream(c), &e) == 0 && sec_reader_init(&d.r, chan_bstream(c), &e) == 0 &&
-	    read_hello(&d, &h, &e) == 0) {
-		bool ours = (h.flags & MIG_HELLO_QUERY) && !memcmp(h.id, in->id, sizeof(h.id));
-		answer(&d, ours ? MIG_OUTCOME_COMMITTED : (h.flags & MIG_HELLO_QUERY) ? MIG_OUTCOME_UNKNOWN : MIG_REFUSE,
-		       ours ? "running here" : "this host already runs a migrated VM", &e);
-	}
-	sec_writer_fini(&d.w);
-	sec_reader_fini(&d.r);
-	chan_close(c);
-}
-
-static void *query_thread(void *arg)
-{
-	struct incoming *in = arg;
-
-	while (!in->stop) {
-		struct chan *c;
-		struct err e = { 0 };
-		if (chan_accept(in->listener, 200, &c, &e) == 0) /* short: quitting waits for it */
-			answer_query(in, c);
-	}
-	return NULL;
-}
-
-/* Waits for the source's first connection: a HELLO that is not a query. */
-static int accept_source(struct incoming *in, const struct incoming_params *p, struct dst *d,
-			 struct mig_hello *h, struct err *e)
-{
-	/* A peer that fails authentication or asks questions does not end the wait. */
-	for (;;) {
-		struct err ae = { 0 };
-		/* a peer that connects and never completes the handshake is dropped after 10 s */
-		int r = chan_accept(in->listener, 10000, &d->ch, &ae);
-		if (r == -ETIMEDOUT && !strstr(ae.msg, "handshake"))
-			continue; /* nobody came: keep waiting */
-		if (r < 0) {
-			fprintf(stderr, "sealvm: refused a connection: %s\n", ae.msg);
-			continue;
-		}
-		chan_set_timeout(d->ch, (int)p->timeout_ms);
-		d->framed = sec_writer_init(&d->w, chan_bstream(d->ch), e) == 0 &&
-			    sec_reader_init(&d->r, chan_bstream(d->ch), e) == 0;
-		r = d->framed ? read_hello(d, h, &ae) : -ENOMEM;
-		if (r == 0 && (h->flags & (MIG_HELLO_QUERY | MIG_HELLO_JOIN))) {
-			answer(d, MIG_OUTCOME_UNKNOWN, "no VM arrived here", NULL);
-			r = -EAGAIN;
-		}
-		if (r == 0)
-			return 0;
-		if (r != -EAGAIN)
-			fprintf(stderr, "sealvm: dropped a connection: %s\n", ae.msg);
-		sec_writer_fini(&d->w);
-		sec_reader_fini(&d->r);
-		chan_close(d->ch);
-		d->ch = NULL;
-		d->framed = false;
-	}
-}
-
-/* Extra channels: each must authenticate as the first connection did (same
- * certificate) and name this migration and a free channel index. */
-static int accept_lanes(struct incoming *in, const struct incoming_params *p, struct rx *x,
-			const uint8_t id[16], struct err *e)
-{
-	unsigned char fp0[32], fp[32];
-	int i, r;
-
-	if (x->n > 1 && chan_kind(x->lanes[0].ch) == CHAN_TLS &&
-	    (r = chan_peer_fingerprint(x->lanes[0].ch, fp0, e)) < 0)
-		return r;
-	for (i = 1; i < x->n; i++) {
-		struct mig_hello h;
-		struct dst d = { .rx = x };
-		r = chan_accept(in->listener, (int)p->timeout_ms, &d.ch, e);
-		if (r < 0)
-			return err_wrap(e, "waiting for channel %d", i);
-		chan_set_timeout(d.ch, (int)p->timeout_ms);
-		d.framed = sec_writer_init(&d.w, chan_bstream(d.ch), e) == 0 &&
-			   sec_reader_init(&d.r, chan_bstream(d.ch), e) == 0;
-		r = d.framed ? read_hello(&d, &h, e) : -ENOMEM;
-		if (r == 0 && (!(h.flags & MIG_HELLO_JOIN) || memcmp(h.id, id, 16) || h.channels < 1 ||
-			       h.channels >= (uint32_t)x->n || x->lanes[h.channels].ch))
-			r = err_set(e, -EPROTO, "connection %d is not a channel of this migration", i);
-		if (r == 0 && chan_kind(d.ch) == CHAN_TLS &&
-		    (chan_peer_fingerprint(d.ch, fp, e) < 0 || memcmp(fp, fp0, 32)))
-			r = err_set(e, -EACCES, "channel %d presented another certificate than the first", i);
-		if (r == 0)
-			r = answer(&d, MIG_ACCEPT, NULL, e);
-		if (r < 0) {
-			if (d.framed) {
-				sec_writer_fini(&d.w);
-				sec_reader_fini(&d.r);
-			}
-			chan_close(d.ch);
-			return r;
-		}
-		d.index = (int)h.channels;
-		x->lanes[d.index] = d;
-	}
-	return 0;
-}
-
-static int wait_commit(struct dst *d, const uint8_t id[16], struct err *e)
-{
-	struct mig_commit cm;
-	struct sec_hdr hd;
-	int r = sec_read_hdr(&d->r, &hd, e);
-
-	if (r == 0 && hd.id != SEC_COMMIT)
-		r = err_set(e, -EPROTO, "source sent %s instead of COMMIT", sec_name(hd.id));
-	if (r == 0)
-		r = sec_read_exact(&d->r, &hd, &cm, sizeof(cm), e);
-	if (r == 0 && memcmp(cm.id, id, sizeof(cm.id)))
-		r = err_set(e, -EPROTO, "COMMIT names another migration");
-	return r;
-}
-
-static void rx_close(struct rx *x)
-{
-	int i;
-
-	for (i = 0; i < MIG_MAX_CHANNELS; i++) {
-		struct dst *d = &x->lanes[i];
-		if (d->framed) {
-			sec_writer_fini(&d->w);
-			sec_reader_fini(&d->r);
-		}
-		chan_close(d->ch);
-		d->ch = NULL;
-	}
-	pthread_mutex_destroy(&x->lock);
-	pthread_cond_destroy(&x->cond);
-	free(x);
-}
-
-int migrate_incoming(const struct incoming_params *p, struct machine *m, struct incoming *in,
-		     struct err *e)
-{
-	struct mig_hello h;
-	struct mig_ready ready = { 0 };
-	struct rx *x = calloc(1, sizeof(*x));
-	struct dst *d;
-	double cpu0;
-	char why[200];
-	bool inited = false;
-	int r;
-
-	memset(in, 0, sizeof(*in));
-	if (!x)
+	if (!in)
 		return err_set(e, -ENOMEM, "incoming state");
-	pthread_mutex_init(&x->lock, NULL);
-	pthread_cond_init(&x->cond, NULL);
-	x->m = m;
-	x->n = 1;
-	d = &x->lanes[0];
-	d->rx = x;
-	r = chan_listen(p->uri, p->tls_dir, &in->listener, e);
+	in->p = *p;
+	pthread_mutex_init(&in->lock, NULL);
+	pthread_cond_init(&in->cond, NULL);
+	r = outcome_store_open(&in->store, p->sd, e);
+	if (r == 0)
+		r = chan_listen(p->uri, p->tls_dir, &in->listener, e);
+	if (r == 0 && chan_listener_kind(in->listener) == CHAN_TCP && !p->insecure)
+		r = err_set(e, -EINVAL, "%s would receive the VM unencrypted and unauthenticated: use tls://, or add --insecure if that is really what you want",
+			    p->uri);
+	if (r == 0)
+		r = pool_start(in->listener, (int)p->hello_timeout_ms, dispatch, in, &in->pool, e);
 	if (r < 0) {
-		rx_close(x);
+		chan_listener_close(in->listener);
+		free(in);
 		return r;
 	}
 	fprintf(stderr, "sealvm: waiting for an incoming VM on %s (port %d)\n", p->uri,
 		chan_listener_port(in->listener));
-	accept_source(in, p, d, &h, e);
+	*out = in;
+	return 0;
+}
+
+static void set_phase(struct incoming *in, enum in_phase ph)
+{
+	pthread_mutex_lock(&in->lock);
+	in->phase = ph;
+	pthread_cond_broadcast(&in->cond);
+	pthread_mutex_unlock(&in->lock);
+}
+
+/* Waits for the source's channel 0 (or a cancel). */
+static struct pool_conn *take_offer(struct incoming *in, struct err *e)
+{
+	struct pool_conn *c = NULL;
+
+	pthread_mutex_lock(&in->lock);
+	while (!in->offer && !in->cancelled)
+		pthread_cond_wait(&in->cond, &in->lock);
+	if (in->offer && !in->cancelled) {
+		c = in->offer;
+		in->offer = NULL;
+		in->phase = IN_RECEIVING;
+		memcpy(in->id, in->hello.id, 16);
+		memcpy(in->src_fp, c->fp, 32);
+		snprintf(in->src_name, sizeof(in->src_name), "%s", c->peer[0] ? c->peer : c->where);
+	} else {
+		err_set(e, -ECANCELED, "%s", in->cancel_why);
+	}
+	pthread_mutex_unlock(&in->lock);
+	return c;
+}
+
+/* Waits until every extra channel joined (bounded). */
+static int take_joins(struct incoming *in, struct rx *x, struct err *e)
+{
+	uint64_t deadline = now_ns() + (uint64_t)in->p.hello_timeout_ms * 1000000ull;
+	uint32_t i, have;
+	int r = 0;
+
+	pthread_mutex_lock(&in->lock);
+	for (;;) {
+		for (have = 1, i = 1; i < in->nchan; i++)
+			have += in->joins[i].c != NULL;
+		if (have == in->nchan || in->fenced || in->cancelled)
+			break;
+		if (now_ns() >= deadline) {
+			r = err_set(e, -ETIMEDOUT, "only %u of %u channels joined within %u ms", have, in->nchan,
+				    in->p.hello_timeout_ms);
+			break;
+		}
+		{
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&in->cond, &in->lock, &ts);
+		}
+	}
+	if (r == 0 && (in->fenced || in->cancelled))
+		r = err_set(e, -ECANCELED, "%s", in->fenced ? "the source settled the migration as aborted" : in->cancel_why);
+	for (i = 1; r == 0 && i < in->nchan; i++) {
+		struct rx_lane *l = &x->lanes[i];
+		l->c = in->joins[i].c;
+		in->joins[i].c = NULL;
+		l->index = (int)i;
+		l->rx = x;
+		r = mig_bind(l->c->ch, in->id, in->joins[i].nonce, i, &l->bind, e);
+	}
+	x->n = (int)in->nchan;
+	if (r == 0)
+		in->rx = x;
+	pthread_mutex_unlock(&in->lock);
+	return r;
+}
+
+static int wait_commit(struct pool_conn *c, const uint8_t id[16], uint32_t *flags, struct err *e)
+{
+	struct mig_commit cm;
+	struct sec_hdr hd;
+	int r = sec_read_hdr(&c->r, &hd, e);
+
+	if (r == 0 && hd.id != SEC_COMMIT)
+		r = err_set(e, -EPROTO, "source sent %s instead of COMMIT", sec_name(hd.id));
+	if (r == 0)
+		r = sec_read_exact(&c->r, &hd, &cm, sizeof(cm), e);
+	if (r == 0 && memcmp(cm.id, id, sizeof(cm.id)))
+		r = err_set(e, -EPROTO, "COMMIT names another migration");
+	*flags = r == 0 ? cm.flags : 0;
+	return r;
+}
+
+/* After READY: COMMIT, then decide COMMITTED and run; anything else settles
+ * the migration as aborted. Returns 0 with the VM running. */
+static int hand_over(struct incoming *in, struct machine *m, struct pool_conn *c0, struct outcome_prep *prep,
+		     double cpu0, struct err *e)
+{
+	struct mig_commit_ack ack = { 0 };
+	struct outcome_rec rec;
+	uint32_t flags = 0;
+	uint64_t t;
+	int r;
+
+	if (mig_fault("die-after-ready"))
+		_exit(99);
+	chan_set_timeout(c0->ch, (int)in->p.commit_timeout_ms);
+	r = wait_commit(c0, in->id, &flags, e);
+	pthread_mutex_lock(&in->lock);
+	in->lane0 = NULL;
+	if (r == 0 && in->fenced)
+		r = err_set(e, -ECANCELED, "COMMIT came after the source had asked and been told it never ran here");
+	if (r < 0) {
+		/* no COMMIT: settle as aborted, unless a query already did */
+		if (!in->fenced && outcome_decide_now(&in->store, in->id, OUTCOME_ABORTED, in->src_name, &rec, NULL) == -EEXIST &&
+		    rec.kind == OUTCOME_COMMITTED)
+			fprintf(stderr, "sealvm: warning: another process recorded migration as committed\n");
+		in->phase = IN_FAILED;
+		pthread_mutex_unlock(&in->lock);
+		return err_wrap(e, "no COMMIT from the source; the incoming VM is discarded and never ran");
+	}
+	if (mig_fault("die-on-commit"))
+		_exit(99);
+	t = now_ns();
+	r = outcome_decide(&in->store, prep, &rec, e);
+	if (r < 0) {
+		in->phase = IN_FAILED;
+		pthread_mutex_unlock(&in->lock);
+		err_wrap(e, r == -EEXIST ? "migration already settled as %s here" : "cannot record COMMITTED",
+			 outcome_name(rec.kind));
+		send_abort(c0, e->msg);
+		return r;
+	}
+	in->phase = IN_COMMITTED;
+	in->m = m;
+	pthread_mutex_unlock(&in->lock);
+	if (mig_fault("die-after-commit"))
+		_exit(99);
+	if (mig_fault("hang-after-commit"))
+		for (;;)
+			pause();
+	if (flags & MIG_COMMIT_PAUSED)
+		machine_pause(m, PAUSE_OPERATOR);
+	machine_resume(m, PAUSE_INCOMING);
+	ack.resume_ns = now_ns() - t;
+	ack.cpu_ns = (uint64_t)((thread_cpu_s() - cpu0) * 1e9);
+	pthread_mutex_lock(&in->lock);
+	ack.bytes_received = in->rx ? rx_bytes(in->rx) : 0;
+	pthread_mutex_unlock(&in->lock);
+	if (mig_fault("no-commit-ack")) {
+		chan_shutdown(c0->ch); /* the VM runs; the acknowledgement is lost */
+		return 0;
+	}
+	/* the VM runs: an acknowledgement lost now is the source's to resolve */
+	pool_conn_send(c0, SEC_COMMIT_ACK, &ack, sizeof(ack), NULL);
+	return 0;
+}
+
+int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
+{
+	struct mig_ready ready = { 0 };
+	struct machine_loader ld;
+	struct outcome_prep prep = { 0 };
+	struct pool_conn *c0;
+	struct rx *x;
+	uint8_t nonce[MIG_NONCE_LEN];
+	char why[200];
+	bool inited = false, started = false;
+	double cpu0;
+	uint64_t t;
+	int r;
+
+	/* a VM refused at admission costs nothing: keep waiting for one we can take */
+	for (;;) {
+		c0 = take_offer(in, e);
+		if (!c0) {
+			set_phase(in, IN_FAILED);
+			return e->code;
+		}
+		r = admit(&in->p, &in->hello, why, sizeof(why));
+		if (r == 0)
+			break;
+		fprintf(stderr, "sealvm: refused the incoming VM from %s: %s\n", c0->where, why);
+		refuse(c0, why);
+		set_phase(in, IN_WAITING);
+	}
 	cpu0 = thread_cpu_s();
-	memcpy(in->id, h.id, sizeof(in->id));
-	r = admit(p, &h, why, sizeof(why));
+	x = calloc(1, sizeof(*x));
+	machine_loader_init(&ld);
+	r = x ? 0 : -ENOMEM;
 	if (r == 0) {
-		r = machine_init(m, h.ram_size, p->serial_fd, e);
+		r = machine_init(m, in->hello.ram_size, in->p.serial_fd, e);
 		inited = r == 0;
 		if (r < 0)
 			snprintf(why, sizeof(why), "cannot create the VM: %s", e->msg);
 	}
 	if (r < 0) {
-		answer(d, MIG_REFUSE, why, NULL);
+		fprintf(stderr, "sealvm: refused the incoming VM from %s: %s\n", c0->where, why);
+		refuse(c0, why);
 		err_set(e, r, "refused the incoming VM: %s", why);
+		free(x);
 		goto out;
 	}
-	x->n = h.channels < 1 ? 1 : h.channels > MIG_MAX_CHANNELS ? MIG_MAX_CHANNELS : (int)h.channels;
-	r = answer_channels(d, (uint32_t)x->n, e);
+	rx_init(x, m);
+	x->lanes[0] = (struct rx_lane){ .c = c0, .index = 0, .rx = x };
+	pthread_mutex_lock(&in->lock);
+	in->nchan = in->hello.channels;
+	pthread_mutex_unlock(&in->lock);
+	r = RAND_bytes(nonce, sizeof(nonce)) == 1 ? 0 : err_set(e, -EIO, "no randomness for the nonce");
 	if (r == 0)
-		r = accept_lanes(in, p, x, h.id, e);
+		r = mig_bind(c0->ch, in->id, nonce, 0, &x->lanes[0].bind, e);
 	if (r == 0)
-		r = receive(x, &ready.load_ns, e);
+		r = accept_with(in, c0, in->nchan, nonce, e);
+	if (r == 0) {
+		chan_set_timeout(c0->ch, (int)in->p.timeout_ms);
+		r = take_joins(in, x, e);
+	}
+	if (r == 0)
+		r = rx_receive(x, &ld, e);
+	t = now_ns();
+	/* everything that can fail here fails before READY: load into fresh vCPUs,
+	 * start their threads (parked), and write the COMMITTED decision ahead */
+	if (r == 0)
+		r = machine_load_commit(m, &ld, e);
+	ready.load_ns = now_ns() - t;
+	if (r == 0)
+		r = outcome_prepare(&in->store, in->id, OUTCOME_COMMITTED, in->src_name, &prep, e);
+	if (r == 0) {
+		machine_pause(m, PAUSE_INCOMING);
+		r = machine_start(m, e);
+		started = r == 0;
+	}
+	if (r == 0 && mig_fault("slow-ready"))
+		sleep(3);
+	pthread_mutex_lock(&in->lock);
+	in->rx = NULL;
+	if (r == 0 && (in->fenced || in->cancelled))
+		r = err_set(e, -ECANCELED, "%s", in->fenced ? "the source settled the migration as aborted" : in->cancel_why);
+	if (r == 0) {
+		in->phase = IN_READY;
+		in->lane0 = c0;
+		in->reached_ready = true;
+	}
+	pthread_mutex_unlock(&in->lock);
 	if (r < 0) {
 		err_wrap(e, "incoming migration failed");
-		send_abort(d, e->msg);
-		goto out;
+		send_abort(c0, e->msg);
+		set_phase(in, IN_FAILED);
+		goto out_rx;
 	}
-	ready.pages_received = d->r.seq;
-	r = send_rec(d, SEC_READY, &ready, sizeof(ready), e);
-	if (r == 0 && fault("die-after-ready"))
-		_exit(99);
+	ready.pages_received = rx_pages(x);
+	r = send_rec(c0, SEC_READY, &ready, sizeof(ready), "trickle-ready", e);
 	if (r == 0)
-		r = wait_commit(d, h.id, e);
-	if (r < 0) {
-		err_wrap(e, "no COMMIT from the source; the incoming VM is discarded and never ran");
-		goto out;
-	}
-	if (fault("hang-after-commit")) {
-		for (;;)
-			pause();
-	}
-	{
-		uint64_t t = now_ns();
-		struct mig_commit_ack ack = { 0 };
-		int i;
-		r = machine_start(m, e);
-		ack.resume_ns = now_ns() - t;
-		ack.cpu_ns = (uint64_t)((thread_cpu_s() - cpu0) * 1e9);
-		for (i = 0; i < x->n; i++)
-			ack.bytes_received += chan_bytes_received(x->lanes[i].ch);
-		if (r == 0)
-			send_rec(d, SEC_COMMIT_ACK, &ack, sizeof(ack), NULL); /* the VM runs: an ack lost now is the source's to resolve */
-	}
+		r = hand_over(in, m, c0, &prep, cpu0, e);
+	else
+		set_phase(in, IN_FAILED);
+	if (r == 0)
+		fprintf(stderr, "sealvm: incoming VM from %s committed and running\n", in->src_name);
+out_rx:
+	pthread_mutex_lock(&in->lock);
+	in->rx = NULL;
+	in->lane0 = NULL;
+	pthread_mutex_unlock(&in->lock);
+	outcome_discard(&prep);
+	rx_fini(x);
+	free(x);
 out:
-	rx_close(x);
+	machine_loader_fini(&ld);
 	if (r < 0) {
+		set_phase(in, IN_FAILED);
 		if (inited)
-			machine_destroy(m);
-		chan_listener_close(in->listener);
-		in->listener = NULL;
-		return r;
+			machine_destroy(m); /* stops the parked vCPU thread: the copy never ran */
+		(void)started;
 	}
-	if (pthread_create(&in->query_thread, NULL, query_thread, in) == 0)
-		in->query_started = true;
-	return 0;
+	return r;
 }
 
-void incoming_fini(struct incoming *in)
+void incoming_get_progress(struct incoming *in, struct incoming_progress *p)
 {
-	in->stop = 1;
-	if (in->query_started)
-		pthread_join(in->query_thread, NULL);
-	in->query_started = false;
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_lock(&in->lock);
+	p->phase = phase_names[in->phase];
+	snprintf(p->source, sizeof(p->source), "%s", in->src_name);
+	p->channels = in->nchan;
+	if (in->rx) {
+		p->pages_received = rx_pages(in->rx);
+		p->bytes_received = rx_bytes(in->rx);
+	}
+	pthread_mutex_unlock(&in->lock);
+	pool_counts(in->pool, &p->connections, &p->dropped);
+}
+
+bool incoming_cancel(struct incoming *in, const char *why)
+{
+	bool ok;
+
+	pthread_mutex_lock(&in->lock);
+	ok = in->phase != IN_COMMITTED;
+	if (ok && !in->cancelled) {
+		in->cancelled = true;
+		snprintf(in->cancel_why, sizeof(in->cancel_why), "%s", why);
+		if (in->phase == IN_RECEIVING || in->phase == IN_READY) {
+			/* settle it first: a COMMIT racing with us must lose */
+			if (outcome_decide_now(&in->store, in->id, OUTCOME_ABORTED, in->src_name, NULL, NULL) == 0)
+				in->fenced = true;
+			if (in->rx)
+				rx_interrupt(in->rx);
+			if (in->lane0)
+				chan_shutdown(in->lane0->ch);
+		}
+		pthread_cond_broadcast(&in->cond);
+	}
+	pthread_mutex_unlock(&in->lock);
+	return ok;
+}
+
+void incoming_vm_ended(struct incoming *in, const char *why)
+{
+	pthread_mutex_lock(&in->lock);
+	if (in->phase == IN_COMMITTED && !in->vm_ended) {
+		in->vm_ended = true;
+		snprintf(in->vm_end_why, sizeof(in->vm_end_why), "%s", why && *why ? why : "stopped");
+		outcome_set_ended(&in->store, in->id, in->vm_end_why, NULL);
+	}
+	pthread_mutex_unlock(&in->lock);
+}
+
+void incoming_stop(struct incoming *in)
+{
+	int i;
+
+	if (!in)
+		return;
+	/* a source that sent COMMIT into a failure may still ask: keep answering a while */
+	if (in->phase == IN_FAILED && in->reached_ready && in->p.linger_ms) {
+		fprintf(stderr, "sealvm: answering outcome queries for %u ms before exiting\n", in->p.linger_ms);
+		usleep((useconds_t)in->p.linger_ms * 1000);
+	}
+	pool_stop(in->pool);
+	pool_conn_close(in->offer);
+	for (i = 0; i < MIG_MAX_CHANNELS; i++)
+		pool_conn_close(in->joins[i].c);
 	chan_listener_close(in->listener);
-	in->listener = NULL;
+	pthread_mutex_destroy(&in->lock);
+	pthread_cond_destroy(&in->cond);
+	free(in);
 }

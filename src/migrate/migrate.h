@@ -1,13 +1,18 @@
 /* Live migration: the source engine (pre-copy rounds, stop and copy, transactional
- * hand-over) and the destination (verify, load, wait for COMMIT). */
+ * hand-over, outcome queries) and the destination (admit, receive, verify, load,
+ * decide, run). The protocol is in proto.h; DESIGN.md §3 has the rules. */
 #ifndef SEALVM_MIGRATE_MIGRATE_H
 #define SEALVM_MIGRATE_MIGRATE_H
 
+#include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "channel/channel.h"
+#include "migrate/proto.h"
 #include "util/err.h"
+#include "util/statedir.h"
 #include "vmm/machine.h"
 
 struct migrate_params {
@@ -15,10 +20,13 @@ struct migrate_params {
 	const char *tls_dir;
 	uint32_t downtime_ms;      /* target for the stop-and-copy phase */
 	uint32_t max_rounds;
-	uint32_t timeout_ms;       /* bound on every wait for the peer */
-	uint32_t outcome_wait_ms;  /* how long to seek the outcome after an unacknowledged COMMIT */
+	uint32_t timeout_ms;       /* bound on every single wait for the peer */
+	uint32_t hello_timeout_ms; /* connect → every channel admitted, overall */
+	uint32_t ready_timeout_ms; /* vCPUs paused → READY, overall (then abort and resume) */
+	uint32_t outcome_wait_ms;  /* how long to ask for the outcome after an unacknowledged COMMIT */
 	uint32_t max_throttle;     /* auto-converge: most of the vCPU's time to take, percent */
 	uint32_t channels;         /* parallel TLS connections for pages */
+	bool insecure;             /* tcp:// asked for explicitly */
 };
 
 /* Live progress, readable while the migration runs. */
@@ -32,12 +40,40 @@ struct migrate_progress {
 
 enum migrate_result {
 	MIGRATE_COMMITTED,         /* the destination runs the VM; this copy is stopped */
-	MIGRATE_ABORTED,           /* failed before COMMIT; the VM runs here again */
+	MIGRATE_ABORTED,           /* failed before COMMIT (or the destination proved it never ran): runs here */
 	MIGRATE_UNCERTAIN,         /* COMMIT sent, outcome unknown: VM kept paused here */
 };
 
+/* What an outcome query needs; filled in once the destination accepted. */
+struct migrate_query {
+	bool valid;
+	char uri[300];
+	char tls_dir[PATH_MAX];
+	uint8_t id[16];
+	uint8_t host_id[16];       /* the destination's state directory, from HELLO_ACK */
+	uint8_t dest_fp[32];       /* SHA-256 of the destination's certificate */
+};
+
+/* Shared between a running migration and the control commands that may stop it. */
+struct migrate_ctl {
+	pthread_mutex_t lock;
+	bool running;
+	bool committing;           /* COMMIT is being or was sent: no cancel any more */
+	bool interrupted;
+	char why[256];
+	struct chan *lanes[MIG_MAX_CHANNELS];
+	struct migrate_query q;
+};
+
+void migrate_ctl_init(struct migrate_ctl *c);
+void migrate_ctl_fini(struct migrate_ctl *c);
+/* Stops a migration before COMMIT (the VM then runs on at the source);
+ * -EBUSY once COMMIT is on its way, -ESRCH when none runs. */
+int migrate_cancel(struct migrate_ctl *c, const char *why, struct err *e);
+
 struct migrate_report {
 	enum migrate_result result;
+	char id[33];
 	const char *transport;
 	char cipher[64];
 	uint64_t ram_bytes;
@@ -49,35 +85,63 @@ struct migrate_report {
 	bool converged;            /* remaining set fitted the downtime target */
 	uint32_t throttle_pct;     /* highest vCPU throttle auto-converge applied */
 	uint32_t channels;
+	bool paused_vm;            /* the VM was paused by its operator and stays so */
 	double src_cpu_s, dest_cpu_s;
 };
 
 typedef void (*migrate_progress_fn)(void *opaque, const struct migrate_progress *p);
 
-int migrate_source(struct machine *m, const struct migrate_params *p, struct migrate_report *rep,
-		   migrate_progress_fn fn, void *opaque, struct err *e);
+/* Migrates m (running, or paused by its operator only). On MIGRATE_COMMITTED the
+ * machine is stopped (STOP_MIGRATED); on MIGRATE_UNCERTAIN it stays paused
+ * (PAUSE_MIGRATION held) and ctl->q says whom to ask. */
+int migrate_source(struct machine *m, const struct migrate_params *p, struct migrate_ctl *ctl,
+		   struct migrate_report *rep, migrate_progress_fn fn, void *opaque, struct err *e);
+
+/* One outcome query over a new mutually authenticated connection to the same
+ * destination certificate: 0 with *out from an answer that names this migration
+ * and this destination's host id, or an error (nothing that can be trusted). */
+int migrate_query_outcome(const struct migrate_query *q, int timeout_ms, enum mig_outcome *out,
+			  char *reason, size_t n, struct err *e);
+
+/* ---- destination ---- */
 
 struct incoming_params {
 	const char *uri;
 	const char *tls_dir;
 	int serial_fd;
-	uint64_t max_ram;          /* refuse VMs larger than this (0: host's available memory) */
-	uint32_t timeout_ms;
+	uint64_t max_ram;           /* refuse VMs larger than this (0: host's available memory) */
+	uint32_t timeout_ms;        /* bound on every single wait for the source */
+	uint32_t hello_timeout_ms;  /* a connection's handshake and HELLO */
+	uint32_t commit_timeout_ms; /* READY → COMMIT */
+	uint32_t linger_ms;         /* after a failure past READY: keep answering outcome queries */
+	const char *allow_from;     /* comma-separated certificate DNS names admitted as sources (NULL: any) */
+	bool insecure;              /* tcp:// asked for explicitly */
+	const struct state_dir *sd;
 };
 
-struct incoming {
-	struct chan_listener *listener;
-	uint8_t id[16];
-	pthread_t query_thread;
-	bool query_started;
-	volatile int stop;
+struct incoming;
+
+struct incoming_progress {
+	const char *phase;          /* waiting, receiving, ready, committed, failed */
+	char source[64];
+	uint32_t channels;
+	uint64_t pages_received;
+	uint64_t bytes_received;
+	uint64_t connections, dropped;
 };
 
-/* Waits for one VM and returns it in m, running. The listener stays open to answer
- * outcome queries (incoming_fini closes it). */
-int migrate_incoming(const struct incoming_params *p, struct machine *m, struct incoming *in,
-		     struct err *e);
-void incoming_fini(struct incoming *in);
+/* Listens and starts admitting connections (queries are answered at once). */
+int incoming_start(const struct incoming_params *p, struct incoming **out, struct err *e);
+/* Waits for one VM and returns it in m, committed and running (or paused by its
+ * operator). Any failure discards the incoming copy, which never ran. */
+int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e);
+void incoming_get_progress(struct incoming *in, struct incoming_progress *p);
+/* Stops waiting or receiving (before the hand-over); returns false if the VM is committed already. */
+bool incoming_cancel(struct incoming *in, const char *why);
+/* The committed VM stopped here: queries now answer GONE with why. */
+void incoming_vm_ended(struct incoming *in, const char *why);
+/* Lingers if a source may still need an answer, then stops listening. */
+void incoming_stop(struct incoming *in);
 
 /* Thread CPU time in seconds. */
 double thread_cpu_s(void);

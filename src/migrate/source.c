@@ -1,7 +1,9 @@
 /* Source side of a live migration: pre-copy, stop and copy, then the hand-over.
  * The VM runs here until the destination has verified a complete copy; before
- * COMMIT every failure resumes it here, after COMMIT it never resumes on its own
- * while the destination may be running it. */
+ * COMMIT every failure resumes it here. After COMMIT it resumes only on an
+ * authenticated answer from the destination, bound to this migration and that
+ * destination's state, that it never ran the VM (proto.h); a refused or reset
+ * connection, a timeout or garbage prove nothing, so the VM stays paused. */
 #include <openssl/rand.h>
 #include <poll.h>
 #include <stdio.h>
@@ -10,9 +12,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "migrate/bind.h"
 #include "migrate/migrate.h"
 #include "migrate/proto.h"
 #include "migrate/throttle.h"
+#include "migrate/watchdog.h"
 #include "state/pages.h"
 #include "util/pagemap.h"
 #include "vmm/snapshot.h"
@@ -34,6 +38,7 @@ struct lane {
 	struct sec_reader r;
 	bool framed;
 	struct pages_stats ps;
+	struct sec_bind bind;      /* END's key and binding for this channel's session */
 	uint64_t *idx, n;          /* this round's pages for this lane */
 	pthread_t thread;
 	bool started;
@@ -51,6 +56,7 @@ struct src {
 	struct sec_writer *w;
 	struct sec_reader *r;
 	uint64_t *bitmap, *idx;
+	uint64_t populated;        /* pages populated when the migration started */
 	uint8_t id[16];
 	migrate_progress_fn fn;
 	void *opaque;
@@ -61,9 +67,75 @@ struct src {
 	uint64_t gen, done;
 	bool zero_markers, quit;
 	bool paused;               /* stop and copy: guest memory is stable */
+	bool paused_vm;            /* the operator paused the VM: it stays paused */
 	uint64_t t_ack;            /* COMMIT_ACK received */
 	uint32_t round;
+	struct migrate_ctl *ctl;
+	struct watchdog wd;
 };
+
+void migrate_ctl_init(struct migrate_ctl *c)
+{
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+}
+
+void migrate_ctl_fini(struct migrate_ctl *c)
+{
+	pthread_mutex_destroy(&c->lock);
+}
+
+/* Stops the migration before COMMIT: every blocked channel operation returns. */
+static void interrupt(void *opaque, const char *why)
+{
+	struct migrate_ctl *c = opaque;
+	int i;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->running && !c->committing && !c->interrupted) {
+		c->interrupted = true;
+		snprintf(c->why, sizeof(c->why), "%s", why);
+		for (i = 0; i < MIG_MAX_CHANNELS; i++)
+			if (c->lanes[i])
+				chan_shutdown(c->lanes[i]);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+int migrate_cancel(struct migrate_ctl *c, const char *why, struct err *e)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->running)
+		r = err_set(e, -ESRCH, "no migration is running");
+	else if (c->committing)
+		r = err_set(e, -EBUSY, "too late to cancel: COMMIT was sent, the outcome is the destination's");
+	pthread_mutex_unlock(&c->lock);
+	if (r == 0)
+		interrupt(c, why);
+	return r;
+}
+
+static bool interrupted(struct src *s)
+{
+	bool r;
+
+	pthread_mutex_lock(&s->ctl->lock);
+	r = s->ctl->interrupted;
+	pthread_mutex_unlock(&s->ctl->lock);
+	return r;
+}
+
+/* After a failure: an interruption's reason says more than "channel shut down". */
+static int why_interrupted(struct src *s, int r, struct err *e)
+{
+	pthread_mutex_lock(&s->ctl->lock);
+	if (s->ctl->interrupted)
+		r = err_set(e, -ECANCELED, "%s", s->ctl->why);
+	pthread_mutex_unlock(&s->ctl->lock);
+	return r;
+}
 
 static void progress(struct src *s, const char *phase)
 {
@@ -115,12 +187,31 @@ static int send_rec(struct src *s, uint32_t id, const void *buf, size_t len, boo
 
 static int lane_open(struct src *s, struct lane *l, struct err *e)
 {
-	int r = chan_connect(s->p->uri, s->p->tls_dir, (int)s->p->timeout_ms, &l->ch, e);
+	struct chan *c = NULL;
+	int r = chan_connect(s->p->uri, s->p->tls_dir, (int)s->p->timeout_ms, &c, e);
+	uint8_t fp[32];
 
 	if (r < 0)
 		return r;
+	pthread_mutex_lock(&s->ctl->lock);
+	l->ch = c;
+	s->ctl->lanes[l - s->lanes] = c;
+	if (s->ctl->interrupted) /* interrupted while connecting */
+		chan_shutdown(c);
+	pthread_mutex_unlock(&s->ctl->lock);
 	chan_set_timeout(l->ch, (int)s->p->timeout_ms);
 	l->s = s;
+	/* every channel must reach the same destination certificate */
+	if (chan_kind(c) == CHAN_TLS) {
+		r = chan_peer_fingerprint(c, fp, e);
+		if (r < 0)
+			return r;
+		if (l == &s->lanes[0])
+			memcpy(s->ctl->q.dest_fp, fp, 32);
+		else if (memcmp(fp, s->ctl->q.dest_fp, 32))
+			return err_set(e, -EACCES, "channel %d reached another destination certificate than channel 0",
+				       (int)(l - s->lanes));
+	}
 	r = sec_writer_init(&l->w, chan_bstream(l->ch), e);
 	if (r == 0)
 		r = sec_reader_init(&l->r, chan_bstream(l->ch), e);
@@ -128,16 +219,22 @@ static int lane_open(struct src *s, struct lane *l, struct err *e)
 	return r;
 }
 
-static int hello_on(struct lane *l, uint32_t flags, uint32_t channels, uint32_t *accepted, struct err *e)
+static int hello_on(struct lane *l, uint32_t kind, uint32_t channels, uint32_t *accepted, struct err *e)
 {
 	struct src *s = l->s;
-	struct mig_hello h = { .proto = MIG_PROTO_VERSION, .flags = flags, .ram_size = s->m->vm.ram_size,
-			       .nr_vcpus = 1, .channels = channels };
+	struct mig_hello h = { .proto = MIG_PROTO_VERSION, .kind = kind, .ram_size = s->m->vm.ram_size,
+			       .nr_vcpus = 1, .channels = channels,
+			       .populated_pages = s->populated,
+			       .flags = s->paused_vm ? MIG_HELLO_PAUSED : 0 };
+	struct iovec iov = { &h, sizeof(h) };
 	struct mig_hello_ack a;
+	uint32_t index = kind == MIG_KIND_JOIN ? channels : 0;
 	int r;
 
 	memcpy(h.id, s->id, sizeof(h.id));
-	r = lane_send(l, SEC_HELLO, &h, sizeof(h), true, e);
+	r = sec_write(&l->w, SEC_HELLO, MIG_PROTO_VERSION, &iov, 1, e);
+	if (r == 0)
+		r = chan_flush(l->ch, e);
 	if (r == 0)
 		r = lane_expect(l, SEC_HELLO_ACK, &a, sizeof(a), e);
 	if (r < 0)
@@ -148,13 +245,20 @@ static int hello_on(struct lane *l, uint32_t flags, uint32_t channels, uint32_t 
 			       a.proto, MIG_PROTO_VERSION);
 	if (a.status != MIG_ACCEPT)
 		return err_set(e, -EREMOTEIO, "destination refused: %s", a.reason);
+	if (kind == MIG_KIND_MIGRATE)
+		memcpy(s->ctl->q.host_id, a.host_id, 16);
+	else if (memcmp(a.host_id, s->ctl->q.host_id, 16))
+		return err_set(e, -EPROTO, "channel %u reached another destination host than channel 0", index);
+	/* END on this channel is bound to this session and the destination's nonce */
+	r = mig_bind(l->ch, s->id, a.nonce, index, &l->bind, e);
+	l->w.bind = &l->bind;
 	if (accepted)
 		*accepted = a.channels;
-	return 0;
+	return r;
 }
 
 /* HELLO on channel 0, then the extra channels, each its own authenticated TLS
- * connection that joins this migration by id. */
+ * connection that joins this migration by id, within --hello-timeout-ms. */
 static int hello(struct src *s, struct err *e)
 {
 	uint32_t want = s->p->channels ? s->p->channels : 1, got = 1;
@@ -162,18 +266,19 @@ static int hello(struct src *s, struct err *e)
 
 	if (want > MIG_MAX_CHANNELS)
 		want = MIG_MAX_CHANNELS;
-	r = hello_on(&s->lanes[0], 0, want, &got, e);
+	r = hello_on(&s->lanes[0], MIG_KIND_MIGRATE, want, &got, e);
 	if (r < 0)
 		return r;
+	s->ctl->q.valid = true;
 	if (got < 1 || got > want)
 		return err_set(e, -EPROTO, "destination accepted %u channels of %u", got, want);
 	for (i = 1; i < (int)got; i++) {
 		r = lane_open(s, &s->lanes[i], e);
 		if (r == 0)
-			r = hello_on(&s->lanes[i], MIG_HELLO_JOIN, (uint32_t)i, NULL, e);
+			r = hello_on(&s->lanes[i], MIG_KIND_JOIN, (uint32_t)i, NULL, e);
+		s->nlanes = i + 1;
 		if (r < 0)
 			return err_wrap(e, "channel %d", i);
-		s->nlanes = i + 1;
 	}
 	s->rep->channels = (uint32_t)s->nlanes;
 	return 0;
@@ -364,6 +469,9 @@ static void stop_lanes(struct src *s)
 			sec_writer_fini(&l->w);
 			sec_reader_fini(&l->r);
 		}
+		pthread_mutex_lock(&s->ctl->lock);
+		s->ctl->lanes[i] = NULL;
+		pthread_mutex_unlock(&s->ctl->lock);
 		chan_close(l->ch);
 		l->ch = NULL;
 	}
@@ -439,6 +547,10 @@ static int precopy(struct src *s, uint64_t *left, struct err *e)
 	for (;;) {
 		if (machine_state(m) == MACHINE_STOPPED) {
 			r = err_set(e, -ECANCELED, "the VM stopped during the migration");
+			break;
+		}
+		if (interrupted(s)) {
+			r = why_interrupted(s, -ECANCELED, e);
 			break;
 		}
 		s->prog.round = round;
@@ -529,87 +641,151 @@ static int stop_and_copy(struct src *s, uint64_t left, struct err *e)
 	return r;
 }
 
-/* After an unacknowledged COMMIT: ask the destination, on new connections, what
- * became of the VM. Only a definite answer, or proof that the destination
- * process is gone (connection refused), ends the wait. */
+int migrate_query_outcome(const struct migrate_query *q, int timeout_ms, enum mig_outcome *out,
+			  char *reason, size_t n, struct err *e)
+{
+	struct mig_hello h = { .proto = MIG_PROTO_VERSION, .kind = MIG_KIND_QUERY };
+	struct iovec iov = { &h, sizeof(h) };
+	struct mig_outcome_rec o;
+	struct sec_writer w;
+	struct sec_reader rd;
+	struct sec_hdr hd;
+	struct chan *c;
+	uint8_t fp[32];
+	bool framed = false;
+	int r;
+
+	if (!q->valid)
+		return err_set(e, -EINVAL, "nothing to ask: the destination never accepted");
+	memcpy(h.id, q->id, sizeof(h.id));
+	r = chan_connect(q->uri, q->tls_dir, timeout_ms, &c, e);
+	if (r < 0)
+		return r;
+	chan_set_timeout(c, timeout_ms);
+	if (chan_kind(c) == CHAN_TLS &&
+	    (chan_peer_fingerprint(c, fp, e) < 0 || memcmp(fp, q->dest_fp, 32))) {
+		r = err_set(e, -EACCES, "the answer would come from another certificate than the destination's");
+		goto out;
+	}
+	r = sec_writer_init(&w, chan_bstream(c), e);
+	if (r == 0) {
+		r = sec_reader_init(&rd, chan_bstream(c), e);
+		framed = r == 0;
+	}
+	if (r == 0)
+		r = sec_write(&w, SEC_HELLO, MIG_PROTO_VERSION, &iov, 1, e);
+	if (r == 0)
+		r = chan_flush(c, e);
+	if (r == 0)
+		r = sec_read_hdr(&rd, &hd, e);
+	if (r == 0 && hd.id != SEC_OUTCOME)
+		r = err_set(e, -EPROTO, "destination answered %s to an outcome query", sec_name(hd.id));
+	if (r == 0)
+		r = sec_read_exact(&rd, &hd, &o, sizeof(o), e);
+	if (r == 0) {
+		o.reason[sizeof(o.reason) - 1] = 0;
+		if (o.proto != MIG_PROTO_VERSION || memcmp(o.id, q->id, 16))
+			r = err_set(e, -EPROTO, "the answer does not name this migration");
+		else if (memcmp(o.host_id, q->host_id, 16))
+			r = err_set(e, -EPROTO, "the answer comes from another state of the destination host (its state directory changed)");
+		else if (o.outcome == MIG_OUTCOME_REFUSED)
+			r = err_set(e, -EREMOTEIO, "destination could not answer: %s", o.reason);
+		else if (o.outcome < MIG_OUTCOME_RUNNING || o.outcome > MIG_OUTCOME_GONE)
+			r = err_set(e, -EPROTO, "unknown outcome %u", o.outcome);
+	}
+	if (r == 0) {
+		*out = (enum mig_outcome)o.outcome;
+		snprintf(reason, n, "%s", o.reason);
+	}
+out:
+	if (framed) {
+		sec_writer_fini(&w);
+		sec_reader_fini(&rd);
+	}
+	chan_close(c);
+	return r;
+}
+
+/* After an unacknowledged COMMIT: ask the destination. Only an authenticated
+ * answer ends the wait; without one the VM stays paused (UNCERTAIN). */
 static enum migrate_result resolve_outcome(struct src *s, struct err *e)
 {
 	uint64_t deadline = now_ns() + (uint64_t)s->p->outcome_wait_ms * 1000000ull;
-	char why[256];
+	char why[256], last[256] = "no answer yet", reason[200];
 
 	snprintf(why, sizeof(why), "%s", e->msg);
-	while (now_ns() < deadline) {
-		struct mig_hello h = { .proto = MIG_PROTO_VERSION, .flags = MIG_HELLO_QUERY };
-		struct mig_hello_ack a;
-		struct sec_writer w;
-		struct sec_reader rd;
-		struct sec_hdr hd;
-		struct chan *c;
+	progress(s, "resolve");
+	for (;;) {
+		enum mig_outcome o;
 		struct err qe = { 0 };
-		struct iovec iov = { &h, sizeof(h) };
-		int r;
 
-		memcpy(h.id, s->id, sizeof(h.id));
-		r = chan_connect(s->p->uri, s->p->tls_dir, 2000, &c, &qe);
-		if (r == -ECONNREFUSED) {
-			err_set(e, -ECONNABORTED,
-				"COMMIT was not acknowledged (%s) and the destination is gone (connection refused): VM resumed here",
-				why);
-			return MIGRATE_ABORTED;
-		}
-		if (r == 0) {
-			chan_set_timeout(c, 2000);
-			sec_writer_init(&w, chan_bstream(c), &qe);
-			sec_reader_init(&rd, chan_bstream(c), &qe);
-			r = sec_write(&w, SEC_HELLO, 1, &iov, 1, &qe);
-			if (r == 0)
-				r = chan_flush(c, &qe);
-			if (r == 0)
-				r = sec_read_hdr(&rd, &hd, &qe);
-			if (r == 0 && hd.id != SEC_HELLO_ACK)
-				r = -EPROTO;
-			if (r == 0)
-				r = sec_read_exact(&rd, &hd, &a, sizeof(a), &qe);
-			sec_writer_fini(&w);
-			sec_reader_fini(&rd);
-			chan_close(c);
-			if (r == 0 && a.status == MIG_OUTCOME_COMMITTED)
+		if (migrate_query_outcome(&s->ctl->q, 2000, &o, reason, sizeof(reason), &qe) == 0) {
+			if (o == MIG_OUTCOME_RUNNING)
 				return MIGRATE_COMMITTED;
-			if (r == 0 && (a.status == MIG_OUTCOME_ABORTED || a.status == MIG_OUTCOME_UNKNOWN)) {
+			if (o == MIG_OUTCOME_ABORTED) {
 				err_set(e, -ECONNABORTED,
-					"COMMIT was not acknowledged (%s); the destination reports it never ran the VM: VM resumed here",
-					why);
+					"COMMIT was not acknowledged (%s); the destination answered that it never ran the VM (%s): VM resumed here",
+					why, reason);
 				return MIGRATE_ABORTED;
 			}
+			err_set(e, -ETIMEDOUT,
+				"UNCERTAIN: COMMIT was not acknowledged (%s) and the destination says the VM %s. It kept PAUSED here: resuming it (ctl resume --force) rolls it back to the hand-over point; do so only if the destination's copy is lost for good",
+				why, reason);
+			return MIGRATE_UNCERTAIN;
 		}
+		snprintf(last, sizeof(last), "%s", qe.msg);
+		if (now_ns() >= deadline)
+			break;
 		usleep(300 * 1000);
 	}
 	err_set(e, -ETIMEDOUT,
-		"COMMIT sent but not acknowledged (%s) and the destination could not be asked for %u ms: VM kept PAUSED here so that it never runs twice; resume it with `ctl resume` only once the destination is known not to run it",
-		why, s->p->outcome_wait_ms);
+		"UNCERTAIN: COMMIT was sent but not acknowledged (%s), and no authenticated answer came from the destination within %u ms (last: %s). The VM is kept PAUSED here so that it never runs twice; sealvm keeps asking. `ctl resume --force` runs it here anyway: do that only if the destination is known never to run it",
+		why, s->p->outcome_wait_ms, last);
 	return MIGRATE_UNCERTAIN;
 }
 
 static int handover(struct src *s, struct err *e)
 {
 	struct mig_ready ready;
-	struct mig_commit cm;
+	struct mig_commit cm = { .flags = s->paused_vm ? MIG_COMMIT_PAUSED : 0 };
 	struct mig_commit_ack ack;
+	struct iovec iov = { &cm, sizeof(cm) };
 	int r;
 
 	progress(s, "verify");
 	r = expect(s, SEC_READY, &ready, sizeof(ready), e);
+	watchdog_disarm(&s->wd);
 	if (r < 0)
-		return r;
+		return why_interrupted(s, r, e);
 	s->rep->dest_load_ns = ready.load_ns;
 	/* Last point of no return: if the peer is already gone, abort before COMMIT. */
 	if (peer_gone(s))
 		return err_set(e, -ECONNRESET, "destination closed the connection after READY");
+	pthread_mutex_lock(&s->ctl->lock);
+	if (!s->ctl->interrupted)
+		s->ctl->committing = true;
+	pthread_mutex_unlock(&s->ctl->lock);
+	if (!s->ctl->committing)
+		return why_interrupted(s, -ECANCELED, e);
 	memcpy(cm.id, s->id, sizeof(cm.id));
 	progress(s, "commit");
-	r = send_rec(s, SEC_COMMIT, &cm, sizeof(cm), true, e);
+	if (getenv("SEALVM_TEST_FAULT") && !strcmp(getenv("SEALVM_TEST_FAULT"), "query-before-commit")) {
+		/* test fault: a source whose COMMIT is delayed past its own query */
+		enum mig_outcome o;
+		char reason[200];
+		if (migrate_query_outcome(&s->ctl->q, 2000, &o, reason, sizeof(reason), e) == 0)
+			fprintf(stderr, "sealvm: test: asked before COMMIT, destination said %u (%s)\n", o, reason);
+	}
+	r = sec_write(s->w, SEC_COMMIT, 1, &iov, 1, e);
+	if (r == 0)
+		r = chan_flush(s->ch, e);
 	if (r == 0)
 		r = expect(s, SEC_COMMIT_ACK, &ack, sizeof(ack), e);
+	if (r == -ECONNABORTED && strstr(e->msg, "destination aborted")) {
+		/* an authenticated ABORT on this migration's own channel: it did not run */
+		s->rep->result = MIGRATE_ABORTED;
+		return r;
+	}
 	if (r < 0) {
 		s->rep->result = resolve_outcome(s, e);
 		return s->rep->result == MIGRATE_COMMITTED ? 0 : -ECONNABORTED;
@@ -621,22 +797,48 @@ static int handover(struct src *s, struct err *e)
 	return 0;
 }
 
-int migrate_source(struct machine *m, const struct migrate_params *p, struct migrate_report *rep,
-		   migrate_progress_fn fn, void *opaque, struct err *e)
+/* Running, or paused by its operator alone (it then stays paused after the hand-over). */
+static int check_migratable(struct machine *m, bool *paused_vm, struct err *e)
 {
-	struct src s = { .m = m, .p = p, .rep = rep, .fn = fn, .opaque = opaque, .nlanes = 1 };
+	enum machine_run_state st = machine_state(m);
+	unsigned held = machine_held(m);
+	char names[64];
+
+	*paused_vm = false;
+	if (st == MACHINE_RUNNING)
+		return 0;
+	if (st == MACHINE_PAUSED && held == PAUSE_OPERATOR) {
+		*paused_vm = true;
+		return 0;
+	}
+	if (st == MACHINE_PAUSED)
+		return err_set(e, -EBUSY, "cannot migrate: the VM is held paused by %s",
+			       pause_holder_names(held, names, sizeof(names)));
+	return err_set(e, -EINVAL, "cannot migrate a machine that is %s", machine_state_name(st));
+}
+
+int migrate_source(struct machine *m, const struct migrate_params *p, struct migrate_ctl *ctl,
+		   struct migrate_report *rep, migrate_progress_fn fn, void *opaque, struct err *e)
+{
+	struct src s = { .m = m, .p = p, .rep = rep, .fn = fn, .opaque = opaque, .nlanes = 1, .ctl = ctl };
 	struct pages_stats tot;
 	uint64_t t0 = now_ns(), t_pause = 0, left = 0;
 	double cpu0 = thread_cpu_s();
 	bool paused = false;
+	int64_t pop;
 	int r;
 
 	memset(rep, 0, sizeof(*rep));
 	rep->ram_bytes = m->vm.ram_size;
 	rep->result = MIGRATE_ABORTED;
-	if (machine_state(m) != MACHINE_RUNNING)
-		return err_set(e, -EINVAL, "cannot migrate a machine that is %s",
-			       machine_state_name(machine_state(m)));
+	r = check_migratable(m, &s.paused_vm, e);
+	if (r < 0)
+		return r;
+	if (!strncmp(p->uri, "tcp://", 6) && !p->insecure)
+		return err_set(e, -EINVAL,
+			       "%s would send the VM unencrypted and unauthenticated: use tls://, or add --insecure if that is really what you want",
+			       p->uri);
+	rep->paused_vm = s.paused_vm;
 	s.bitmap = calloc((m->vm.ram_pages + 63) / 64, sizeof(uint64_t));
 	s.idx = malloc(m->vm.ram_pages * sizeof(uint64_t));
 	if (!s.bitmap || !s.idx || RAND_bytes(s.id, sizeof(s.id)) != 1) {
@@ -644,10 +846,34 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		free(s.idx);
 		return err_set(e, -ENOMEM, "migration buffers");
 	}
+	pop = pagemap_populated(m->vm.ram, m->vm.ram_pages, s.idx, e);
+	if (pop < 0) {
+		free(s.bitmap);
+		free(s.idx);
+		return (int)pop;
+	}
+	s.populated = (uint64_t)pop;
+	hex_encode(s.id, 16, rep->id);
+	pthread_mutex_lock(&ctl->lock);
+	ctl->running = true;
+	ctl->committing = ctl->interrupted = false;
+	memset(&ctl->q, 0, sizeof(ctl->q));
+	snprintf(ctl->q.uri, sizeof(ctl->q.uri), "%s", p->uri);
+	snprintf(ctl->q.tls_dir, sizeof(ctl->q.tls_dir), "%s", p->tls_dir ? p->tls_dir : "");
+	memcpy(ctl->q.id, s.id, 16);
+	pthread_mutex_unlock(&ctl->lock);
 	pthread_mutex_init(&s.lock, NULL);
 	pthread_cond_init(&s.cond, NULL);
-	progress(&s, "connect");
-	r = lane_open(&s, &s.lanes[0], e);
+	if (watchdog_start(&s.wd, interrupt, ctl) < 0)
+		r = err_set(e, -ENOMEM, "cannot start the migration watchdog");
+	if (r == 0) {
+		char why[128];
+		progress(&s, "connect");
+		snprintf(why, sizeof(why), "the destination did not admit the migration within %u ms",
+			 p->hello_timeout_ms);
+		watchdog_arm(&s.wd, p->hello_timeout_ms, why);
+		r = lane_open(&s, &s.lanes[0], e);
+	}
 	if (r == 0) {
 		int i;
 		s.ch = s.lanes[0].ch;
@@ -655,14 +881,20 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		s.r = &s.lanes[0].r;
 		rep->transport = chan_kind(s.ch) == CHAN_TLS ? "tls" : "tcp (INSECURE)";
 		snprintf(rep->cipher, sizeof(rep->cipher), "%s", chan_cipher(s.ch));
+		progress(&s, "hello");
 		r = hello(&s, e);
+		watchdog_disarm(&s.wd);
 		if (r == 0)
 			r = start_lanes(&s, e);
 		if (r == 0)
 			r = precopy(&s, &left, e);
 		if (r == 0) {
+			char why[128];
+			snprintf(why, sizeof(why), "the destination was not READY within %u ms of the pause",
+				 p->ready_timeout_ms);
 			t_pause = now_ns();
 			machine_pause(m, PAUSE_MIGRATION);
+			watchdog_arm(&s.wd, p->ready_timeout_ms, why);
 			paused = true;
 			/* the guest may have ended (quit, reset, debug exit) meanwhile */
 			if (machine_state(m) != MACHINE_PAUSED)
@@ -679,6 +911,9 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 			rep->payload_bytes += chan_payload_sent(s.lanes[i].ch);
 		}
 	}
+	watchdog_stop(&s.wd);
+	if (r < 0 && rep->result == MIGRATE_ABORTED)
+		r = why_interrupted(&s, r, e);
 	sum_pages(&s, &tot);
 	rep->data_pages = tot.data_pages;
 	rep->zero_pages = tot.zero_pages;
@@ -691,7 +926,7 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		if (s.ch) {
 			struct mig_abort a;
 			/* the destination's own reason beats "broken pipe" on some channel */
-			if (!strstr(e->msg, "destination aborted"))
+			if (!strstr(e->msg, "destination aborted") && !interrupted(&s))
 				abort_reason(&s, e);
 			memset(&a, 0, sizeof(a));
 			snprintf(a.reason, sizeof(a.reason), "source aborted: %s", e->msg);
@@ -700,7 +935,8 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		}
 		if (paused)
 			machine_resume(m, PAUSE_MIGRATION);
-		err_wrap(e, "migration aborted during %s; the VM runs on here", s.prog.phase ? s.prog.phase : "setup");
+		err_wrap(e, "migration aborted during %s; the VM %s here", s.prog.phase ? s.prog.phase : "setup",
+			 s.paused_vm ? "stays paused (by its operator)" : "runs on");
 	}
 	stop_lanes(&s);
 	pthread_mutex_destroy(&s.lock);
@@ -710,6 +946,9 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		machine_stop(m, STOP_MIGRATED, 0, "migrated to the destination");
 		r = 0;
 	}
+	pthread_mutex_lock(&ctl->lock);
+	ctl->running = false;
+	pthread_mutex_unlock(&ctl->lock);
 	rep->total_ns = now_ns() - t0;
 	rep->src_cpu_s = thread_cpu_s() - cpu0;
 	free(s.bitmap);

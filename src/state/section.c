@@ -1,5 +1,7 @@
 #include "state/section.h"
 
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
 #include <string.h>
 
 struct sec_info {
@@ -15,8 +17,8 @@ static const struct sec_info infos[SEC_ID_MAX] = {
 	[SEC_VCPU] = { "VCPU", 1, 64 * 1024 },
 	[SEC_VM] = { "VM", 1, 16 * 1024 },
 	[SEC_SERIAL] = { "SERIAL", 1, 256 },
-	[SEC_END] = { "END", 1, sizeof(struct sec_end_payload) },
-	[SEC_HELLO] = { "HELLO", 1, 4096 },
+	[SEC_END] = { "END", END_VERSION, sizeof(struct sec_end_payload) },
+	[SEC_HELLO] = { "HELLO", 2, 4096 },      /* version = migration protocol version */
 	[SEC_HELLO_ACK] = { "HELLO_ACK", 1, 4096 },
 	[SEC_READY] = { "READY", 1, 256 },
 	[SEC_COMMIT] = { "COMMIT", 1, 256 },
@@ -27,6 +29,7 @@ static const struct sec_info infos[SEC_ID_MAX] = {
 	[SEC_ROUND] = { "ROUND", 1, 64 },
 	[SEC_SYNC] = { "SYNC", 1, 64 },
 	[SEC_SYNC_ACK] = { "SYNC_ACK", 1, 64 },
+	[SEC_OUTCOME] = { "OUTCOME", 1, 1024 },
 };
 
 const char *sec_name(uint32_t id)
@@ -255,15 +258,43 @@ void sec_reader_digest(struct sec_reader *r, uint8_t out[32])
 	digest_final_copy(r->transcript, out);
 }
 
+static const struct sec_bind unbound;
+
+void sec_end_mac(const struct sec_bind *b, uint64_t sections, uint64_t pages, const uint8_t transcript[32],
+		 uint8_t mac[32])
+{
+	static const char label[] = "sealvm END v2";
+	uint8_t msg[sizeof(label) + sizeof(b->ctx) + 16 + 32];
+	unsigned int n = 32;
+	size_t len = 0, cl;
+
+	if (!b)
+		b = &unbound;
+	cl = b->ctx_len < sizeof(b->ctx) ? b->ctx_len : sizeof(b->ctx);
+	memcpy(msg, label, sizeof(label));
+	len += sizeof(label);
+	memcpy(msg + len, b->ctx, cl);
+	len += cl;
+	memcpy(msg + len, &sections, 8);
+	memcpy(msg + len + 8, &pages, 8);
+	len += 16;
+	memcpy(msg + len, transcript, 32);
+	len += 32;
+	if (!HMAC(EVP_sha256(), b->key, sizeof(b->key), msg, len, mac, &n))
+		memset(mac, 0, 32);
+}
+
 int sec_write_end(struct sec_writer *w, uint64_t pages, struct err *e)
 {
 	struct sec_end_payload end;
 	struct iovec iov = { &end, sizeof(end) };
+	uint8_t t[32];
 
 	memset(&end, 0, sizeof(end));
 	end.sections = w->seq;
 	end.pages = pages;
-	sec_writer_digest(w, end.transcript);
+	sec_writer_digest(w, t);
+	sec_end_mac(w->bind, end.sections, end.pages, t, end.mac);
 	return sec_write(w, SEC_END, END_VERSION, &iov, 1, e);
 }
 
@@ -271,8 +302,13 @@ int sec_check_end(struct sec_reader *r, const struct sec_hdr *h, uint64_t pages,
 {
 	struct sec_end_payload end;
 	uint64_t sections = r->seq;
-	int rc = sec_read_exact(r, h, &end, sizeof(end), e);
+	uint8_t mac[32];
+	int rc;
 
+	if (h->version != END_VERSION)
+		return err_set(e, -EPROTO, "END version %u: an unbound stream from an older sealvm is not accepted",
+			       h->version);
+	rc = sec_read_exact(r, h, &end, sizeof(end), e);
 	if (rc < 0)
 		return rc;
 	if (end.sections != sections || end.pages != pages)
@@ -280,8 +316,9 @@ int sec_check_end(struct sec_reader *r, const struct sec_hdr *h, uint64_t pages,
 			       "stream incomplete: END announces %llu sections and %llu pages, received %llu and %llu",
 			       (unsigned long long)end.sections, (unsigned long long)end.pages,
 			       (unsigned long long)sections, (unsigned long long)pages);
-	if (memcmp(end.transcript, r->pre_end, 32))
+	sec_end_mac(r->bind, sections, pages, r->pre_end, mac);
+	if (CRYPTO_memcmp(end.mac, mac, 32))
 		return err_set(e, -EBADMSG,
-			       "stream transcript hash mismatch: the sections received differ from those sent");
+			       "stream not verified: its END does not authenticate the sections received for this session (altered, or prepared or recorded elsewhere)");
 	return 0;
 }

@@ -5,8 +5,11 @@
  *                    trailer {xxh3-64 of header and payload}
  * seq counts sections from 0, so a dropped, duplicated or reordered section is
  * caught by the reader before its payload is used. A running SHA-256 "transcript"
- * chains every header and trailer; the END section carries the sender's value so
- * the receiver can prove it saw exactly the sequence that was sent. */
+ * chains every header and trailer; the END section carries an HMAC of it, keyed
+ * and bound by the stream's sec_bind (for a migration lane: TLS exporter keying
+ * material of that very session, over the migration id and the destination's
+ * fresh nonce), so the receiver can prove it saw exactly the sequence that was
+ * sent, for this session: a stream prepared, recorded or stored elsewhere fails. */
 #ifndef SEALVM_STATE_SECTION_H
 #define SEALVM_STATE_SECTION_H
 
@@ -38,6 +41,7 @@ enum sec_id {
 	SEC_ROUND = 24,   /* start of a pre-copy round (progress marker) */
 	SEC_SYNC = 25,    /* source: tell me when everything sent so far is applied */
 	SEC_SYNC_ACK = 26,
+	SEC_OUTCOME = 27, /* answer to an outcome query */
 	SEC_ID_MAX = 32,
 };
 
@@ -57,8 +61,16 @@ const char *sec_name(uint32_t id);
 uint32_t sec_max_version(uint32_t id);
 uint64_t sec_max_len(uint32_t id);
 
+/* What END is keyed with and bound to. All zero: unbound (unit tests only). */
+struct sec_bind {
+	uint8_t key[32];
+	uint8_t ctx[64];       /* e.g. migration id, destination nonce, lane index */
+	uint32_t ctx_len;
+};
+
 struct sec_writer {
 	struct bstream *bs;
+	const struct sec_bind *bind;
 	uint64_t seq;
 	uint64_t bytes;        /* header + payload + trailer bytes written */
 	EVP_MD_CTX *transcript;
@@ -71,6 +83,7 @@ struct sec_writer {
 
 struct sec_reader {
 	struct bstream *bs;
+	const struct sec_bind *bind;
 	uint64_t seq;
 	uint64_t bytes;
 	EVP_MD_CTX *transcript;
@@ -106,17 +119,21 @@ int sec_read_end(struct sec_reader *r, struct err *e);
 int sec_read_exact(struct sec_reader *r, const struct sec_hdr *h, void *buf, size_t want, struct err *e);
 void sec_reader_digest(struct sec_reader *r, uint8_t out[32]);
 
-/* END payload. */
-#define END_VERSION 1
+/* END payload. Version 1 carried the bare transcript hash (unbound: any copy of a
+ * stream verified anywhere); it is refused. */
+#define END_VERSION 2
 struct sec_end_payload {
 	uint64_t sections;     /* sections before END */
 	uint64_t pages;        /* page records (data + zero) carried */
-	uint8_t transcript[32];
+	uint8_t mac[32];       /* HMAC-SHA256(bind key, label, bind ctx, sections, pages, transcript) */
 };
 
-/* Writes END with the number of page entries sent and the transcript so far. */
+/* The END MAC (exposed for tests and fuzzing harnesses). */
+void sec_end_mac(const struct sec_bind *b, uint64_t sections, uint64_t pages, const uint8_t transcript[32],
+		 uint8_t mac[32]);
+/* Writes END with the number of page entries sent and the MAC of the transcript so far. */
 int sec_write_end(struct sec_writer *w, uint64_t pages, struct err *e);
-/* Reads END (header already read) and checks section count, page count and transcript. */
+/* Reads END (header already read) and checks section count, page count and MAC. */
 int sec_check_end(struct sec_reader *r, const struct sec_hdr *h, uint64_t pages, struct err *e);
 
 #endif

@@ -196,6 +196,7 @@ static void good_serial(struct serial_state *s)
 /* ---- a receiver as snapshot restore runs it: CONFIG, then PAGES/state until END ---- */
 
 struct rx {
+	const struct sec_bind *bind;   /* what the reader expects END to be bound to */
 	uint8_t *ram;
 	uint64_t ram_pages;
 	bool config_first;      /* expect CONFIG as the first section */
@@ -230,6 +231,7 @@ static int rx_run(struct rx *x, const uint8_t *p, size_t len, struct err *e)
 
 	mem_reader(&m, p, len);
 	rc = sec_reader_init(&r, &m.bs, e);
+	r.bind = x->bind;
 	if (rc == 0 && x->config_first) {
 		rc = sec_read_hdr(&r, &h, e);
 		if (rc == 0)
@@ -565,7 +567,7 @@ static void pages_round_trip(bool markers)
 
 static void test_unknown_id(void)
 {
-	static const uint32_t ids[] = { 0, 7, 15, 27, 31, 32, 1000, UINT32_MAX };
+	static const uint32_t ids[] = { 0, 7, 15, 28, 31, 32, 1000, UINT32_MAX };
 	uint8_t b[8] = { 0 };
 	struct err e;
 	size_t i;
@@ -986,13 +988,15 @@ static void test_end(void)
 	/* END announcing a section more (its transcript is right) */
 	{
 		struct sec_end_payload end;
+		uint8_t t[32];
 
 		ws_init(&s);
 		ws_write(&s, SEC_ROUND, 1, NULL, 0);
 		memset(&end, 0, sizeof(end));
 		end.sections = 2;
-		sec_writer_digest(&s.w, end.transcript);
-		ws_write(&s, SEC_END, 1, &end, sizeof(end));
+		sec_writer_digest(&s.w, t);
+		sec_end_mac(NULL, 2, 0, t, end.mac);
+		ws_write(&s, SEC_END, END_VERSION, &end, sizeof(end));
 		{
 			struct membs rm;
 			struct sec_reader r;
@@ -1014,9 +1018,19 @@ static void test_end(void)
 	{
 		uint8_t b40[40] = { 0 };
 		ws_init(&s);
-		ws_write(&s, SEC_END, 1, b40, sizeof(b40));
+		ws_write(&s, SEC_END, END_VERSION, b40, sizeof(b40));
 		CHECK_INT(rx_expect_fail(s.m.buf, s.m.len, false, &e), -EPROTO);
 		CHECK_MSG(&e, "END is 40 bytes, expected 48");
+		ws_free(&s);
+	}
+
+	/* an old, unbound END (version 1) */
+	{
+		uint8_t b48[48] = { 0 };
+		ws_init(&s);
+		ws_write(&s, SEC_END, 1, b48, sizeof(b48));
+		CHECK_INT(rx_expect_fail(s.m.buf, s.m.len, false, &e), -EPROTO);
+		CHECK_MSG(&e, "END version 1: an unbound stream");
 		ws_free(&s);
 	}
 
@@ -1037,7 +1051,7 @@ static void test_end(void)
 		memcpy(mix, b.m.buf, endb);
 		memcpy(mix + endb, a.m.buf + enda, a.m.len - enda);
 		CHECK_INT(rx_expect_fail(mix, b.m.len, true, &e), -EBADMSG);
-		CHECK_MSG(&e, "transcript hash mismatch");
+		CHECK_MSG(&e, "stream not verified");
 		/* and each stream on its own is fine */
 		{
 			struct rx x;
@@ -1049,6 +1063,44 @@ static void test_end(void)
 		ws_free(&a);
 		ws_free(&b);
 	}
+}
+
+/* A stream is bound to its session: END verifies only under the same key and
+ * context (for a migration: exporter keying material, id and the destination's nonce). */
+static void test_binding(void)
+{
+	static uint8_t ram[RAM_PAGES * PG];
+	struct sec_bind a = { .ctx_len = 20 }, other_key, other_ctx;
+	struct wstream s;
+	struct rx x;
+	struct err e;
+	int rc;
+
+	memset(a.key, 0x11, sizeof(a.key));
+	memset(a.ctx, 0x22, 20);
+	other_key = a;
+	other_key.key[31] ^= 1;
+	other_ctx = a;
+	other_ctx.ctx[19] ^= 1;
+	ws_init(&s);
+	s.w.bind = &a;
+	CHECK(sec_write_end(&s.w, 0, &e) == 0);
+	rx_init(&x, ram, RAM_PAGES, false);
+	x.bind = &a;
+	rc = rx_run(&x, s.m.buf, s.m.len, &e);
+	CHECKF(rc == 0, "bound stream refused: %s", e.msg);
+	rx_fini(&x);
+	rx_init(&x, ram, RAM_PAGES, false);
+	x.bind = &other_key;
+	CHECK_INT(rx_run(&x, s.m.buf, s.m.len, &e), -EBADMSG);
+	rx_fini(&x);
+	rx_init(&x, ram, RAM_PAGES, false);
+	x.bind = &other_ctx;
+	CHECK_INT(rx_run(&x, s.m.buf, s.m.len, &e), -EBADMSG);
+	rx_fini(&x);
+	/* and an unbound reader refuses it too */
+	CHECK_INT(rx_expect_fail(s.m.buf, s.m.len, false, &e), -EBADMSG);
+	ws_free(&s);
 }
 
 static void test_config(void)
@@ -1274,6 +1326,7 @@ int main(void)
 	test_truncation();
 	test_pages_bad();
 	test_end();
+	test_binding();
 	test_config();
 	test_loader();
 	test_validators();

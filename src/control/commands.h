@@ -1,0 +1,47 @@
+/* The control-socket commands of a sealvm process (status, pause, snapshot,
+ * migrate...): the orchestration above the machine and the migration engine.
+ *
+ * While a migration runs, commands that would run or change the VM are refused
+ * with the phase named; `quit` first aborts the migration (before COMMIT only);
+ * `migrate-cancel` aborts it and the VM runs on. A migration whose outcome is
+ * UNCERTAIN keeps the VM paused until the destination answers (asked in the
+ * background) or the operator decides with `resume --force`. */
+#ifndef SEALVM_CONTROL_COMMANDS_H
+#define SEALVM_CONTROL_COMMANDS_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "migrate/migrate.h"
+#include "util/err.h"
+#include "util/statedir.h"
+#include "vmm/machine.h"
+
+struct vmm_ctx {
+	struct machine *m;
+	const char *tls_dir;       /* default for migrate */
+	const struct state_dir *sd;
+	struct incoming *incoming; /* destination: the migration that brings the VM */
+	pthread_mutex_t op_lock;   /* one snapshot or migration at a time */
+	pthread_mutex_t lock;      /* everything below */
+	bool have_vm;              /* m is built (not yet at a destination still waiting) */
+	const char *phase;         /* of the migration in progress, NULL when none */
+	bool uncertain;            /* a migration ended UNCERTAIN: VM held paused */
+	char uncertain_why[512];
+	struct migrate_ctl mctl;
+	pthread_t resolver;
+	bool resolver_started, resolver_stop;
+	pthread_cond_t cond;
+	json_t *last_migration;    /* report of the last migration, for `stats` */
+	json_t *progress;          /* live migration progress, for `stats` */
+};
+
+void vmm_ctx_init(struct vmm_ctx *c, struct machine *m, const char *tls_dir, const struct state_dir *sd);
+void vmm_ctx_fini(struct vmm_ctx *c);
+/* The machine is built and may be commanded from now on. */
+void vmm_ctx_vm_ready(struct vmm_ctx *c);
+/* ctl_handler_fn for the control server. */
+json_t *vmm_handle(void *opaque, const char *cmd, json_t *req, struct err *e);
+
+#endif
