@@ -156,8 +156,10 @@ static json_t *cmd_snapshot(struct vmm_ctx *c, json_t *req, struct err *e)
 		err_set(e, -EINVAL, "snapshot needs a \"file\"");
 		return NULL;
 	}
+	if (refused(c, "snapshot", e))
+		return NULL;
 	if (pthread_mutex_trylock(&c->op_lock)) {
-		err_set(e, -EBUSY, "snapshot refused: another snapshot or migration is in progress");
+		err_set(e, -EBUSY, "snapshot refused: another snapshot is in progress");
 		return NULL;
 	}
 	if (refused(c, "snapshot", e)) {
@@ -330,12 +332,10 @@ static json_t *cmd_migrate(struct vmm_ctx *c, json_t *req, struct err *e)
 	    get_uint(req, "max_throttle", 99, 0, 99, &p.max_throttle, e) < 0 ||
 	    get_uint(req, "channels", default_channels(), 1, MIG_MAX_CHANNELS, &p.channels, e) < 0)
 		return NULL;
+	if (refused(c, "migrate", e))
+		return NULL;
 	if (pthread_mutex_trylock(&c->op_lock)) {
-		pthread_mutex_lock(&c->lock);
-		err_set(e, -EBUSY, "migrate refused: %s", c->phase ? "a migration is in progress" : "a snapshot is in progress");
-		if (c->phase)
-			err_set(e, -EBUSY, "migrate refused: a migration is in progress (phase: %s)", c->phase);
-		pthread_mutex_unlock(&c->lock);
+		err_set(e, -EBUSY, "migrate refused: a snapshot or another migration is in progress");
 		return NULL;
 	}
 	if (refused(c, "migrate", e)) {
