@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "control/commands.h"
 #include "control/control.h"
 #include "migrate/migrate.h"
+#include "util/secret.h"
 #include "util/size.h"
 #include "util/statedir.h"
 #include "vmm/machine.h"
@@ -19,6 +21,7 @@
 
 struct run_opts {
 	const char *kernel, *cmdline, *serial, *control, *restore, *incoming, *tls_dir, *state_dir, *allow_from;
+	const char *key_file;
 	uint64_t mem, mem_limit;
 	bool insecure;
 };
@@ -38,7 +41,9 @@ static void usage(FILE *f)
 		"  --allow-from NAMES  with --incoming: admit only sources whose certificate names one of\n"
 		"                      these comma-separated DNS names (default: any host of the cluster CA)\n"
 		"  --mem-limit SIZE    refuse incoming VMs larger than SIZE\n"
-		"  --insecure          allow --incoming tcp:// (no encryption, no authentication)\n");
+		"  --insecure          allow --incoming tcp:// (no encryption, no authentication)\n"
+		"  --key-file FILE     the key snapshots are sealed with (32 bytes, or 64 hex digits; mode 0600);\n"
+		"                      default: STATE_DIR/snapshot.key, made on first use\n");
 }
 
 static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
@@ -50,7 +55,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "incoming", required_argument, NULL, 'i' }, { "tls-dir", required_argument, NULL, 't' },
 		{ "mem-limit", required_argument, NULL, 'L' }, { "help", no_argument, NULL, 'h' },
 		{ "state-dir", required_argument, NULL, 'S' }, { "allow-from", required_argument, NULL, 'A' },
-		{ "insecure", no_argument, NULL, 'I' },       { NULL, 0, NULL, 0 },
+		{ "insecure", no_argument, NULL, 'I' },       { "key-file", required_argument, NULL, 'K' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
@@ -71,6 +77,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		case 'S': o->state_dir = optarg; break;
 		case 'A': o->allow_from = optarg; break;
 		case 'I': o->insecure = true; break;
+		case 'K': o->key_file = optarg; break;
 		case 'm':
 			if (parse_size(optarg, 1, &o->mem, e) < 0)
 				return err_wrap(e, "--mem");
@@ -193,6 +200,7 @@ int cmd_run(int argc, char **argv)
 	/* The control socket comes first: a destination that could not be
 	 * controlled must fail before it accepts anything, not after a VM arrived. */
 	vmm_ctx_init(&ctx, &m, o.tls_dir, &sd);
+	ctx.key_file = o.key_file;
 	if (o.incoming) {
 		struct incoming_params ip = { .uri = o.incoming, .tls_dir = o.tls_dir, .serial_fd = serial_fd,
 					      .max_ram = o.mem_limit, .timeout_ms = 30000, .hello_timeout_ms = 10000,
@@ -205,7 +213,11 @@ int cmd_run(int argc, char **argv)
 		r = ctl_server_start(o.control, vmm_handle, &ctx, &ctl, &e);
 	if (r == 0 && o.restore) {
 		struct snapshot_stats st;
-		r = snapshot_restore(o.restore, serial_fd, &m, &st, &e);
+		uint8_t key[32];
+		r = o.key_file ? key_file_load(o.key_file, key, &e) : host_key_load(sd.path, "snapshot.key", key, &e);
+		if (r == 0)
+			r = snapshot_restore(o.restore, key, serial_fd, &m, &st, &e);
+		OPENSSL_cleanse(key, sizeof(key));
 		if (r == 0)
 			fprintf(stderr, "sealvm: restored %s: %llu pages in %.1f ms (%.2f GB/s read)\n",
 				o.restore, (unsigned long long)st.pages.data_pages, (double)st.ns / 1e6,

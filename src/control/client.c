@@ -27,7 +27,7 @@ static const char usage_text[] =
 	"  status | pause | stats\n"
 	"  resume [--force]   --force: after an UNCERTAIN migration, run the VM here anyway\n"
 	"  quit [--force]     --force: quit even while a migration's outcome is unknown\n"
-	"  snapshot FILE\n"
+	"  snapshot FILE [--key-file KEY]   sealed with KEY (default: the host's snapshot key)\n"
 	"  migrate URI [--tls-dir DIR] [--downtime-ms N] [--channels N] [--max-throttle PCT]\n"
 	"          [--max-rounds N] [--timeout-ms N] [--hello-timeout-ms N] [--ready-timeout-ms N]\n"
 	"          [--outcome-wait-ms N] [--insecure]\n"
@@ -226,14 +226,19 @@ static int build_request(const char *cmd, int argc, char **argv, char **line,
 		else if (argc == 1 && json_object_set_new(req, "force", json_true()) < 0)
 			r = err_set(e, -ENOMEM, "out of memory");
 	} else if (!strcmp(cmd, "snapshot")) {
-		char *file;
+		char *file, *kf;
 
-		if (argc != 1 || !*argv[0]) {
-			r = err_set(e, -EINVAL, "snapshot takes one FILE");
+		if ((argc != 1 && argc != 3) || !*argv[0] || (argc == 3 && strcmp(argv[1], "--key-file"))) {
+			r = err_set(e, -EINVAL, "snapshot takes one FILE [--key-file KEY]");
 		} else if ((r = make_absolute(argv[0], &file, e)) == 0) {
 			if (json_object_set_new(req, "file", json_string(file)) < 0)
 				r = err_set(e, -EINVAL, "FILE is not valid UTF-8");
 			free(file);
+			if (r == 0 && argc == 3 && (r = make_absolute(argv[2], &kf, e)) == 0) {
+				if (json_object_set_new(req, "key_file", json_string(kf)) < 0)
+					r = err_set(e, -EINVAL, "KEY is not valid UTF-8");
+				free(kf);
+			}
 		}
 	} else if (!strcmp(cmd, "migrate")) {
 		r = build_migrate(req, argc, argv, e);

@@ -5,7 +5,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "migrate/proto.h"
+#include "util/secret.h"
 #include "vmm/snapshot.h"
 
 void vmm_ctx_init(struct vmm_ctx *c, struct machine *m, const char *tls_dir, const struct state_dir *sd)
@@ -149,6 +152,7 @@ static json_t *cmd_snapshot(struct vmm_ctx *c, json_t *req, struct err *e)
 	struct snapshot_stats st;
 	const char *file = json_string_value(json_object_get(req, "file"));
 	enum machine_run_state s;
+	uint8_t key[32];
 	uint64_t t0;
 	int r;
 
@@ -172,10 +176,21 @@ static json_t *cmd_snapshot(struct vmm_ctx *c, json_t *req, struct err *e)
 		err_set(e, -EINVAL, "cannot snapshot a machine that is %s", machine_state_name(s));
 		return NULL;
 	}
+	{
+		const char *kf = json_string_value(json_object_get(req, "key_file"));
+		if (!kf)
+			kf = c->key_file;
+		r = kf ? key_file_load(kf, key, e) : host_key_load(c->sd->path, "snapshot.key", key, e);
+	}
+	if (r < 0) {
+		pthread_mutex_unlock(&c->op_lock);
+		return NULL;
+	}
 	t0 = now_ns();
 	machine_pause(m, PAUSE_SNAPSHOT);
-	r = snapshot_save(m, file, &st, e);
+	r = snapshot_save(m, file, key, &st, e);
 	machine_resume(m, PAUSE_SNAPSHOT);
+	OPENSSL_cleanse(key, sizeof(key));
 	pthread_mutex_unlock(&c->op_lock);
 	if (r < 0)
 		return NULL;

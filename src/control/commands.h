@@ -21,6 +21,7 @@
 struct vmm_ctx {
 	struct machine *m;
 	const char *tls_dir;       /* default for migrate */
+	const char *key_file;      /* default snapshot key (else the host key in sd) */
 	const struct state_dir *sd;
 	struct incoming *incoming; /* destination: the migration that brings the VM */
 	pthread_mutex_t op_lock;   /* one snapshot or migration at a time */

@@ -8,6 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 #include "util/fsync.h"
 
 static int check_stat(const char *path, const struct stat *st, struct err *e)
@@ -79,4 +82,59 @@ int secret_file_create(const char *path, const void *buf, size_t len, struct err
 	if (r < 0)
 		unlink(path);
 	return r;
+}
+
+static int unhex(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int key_file_load(const char *path, uint8_t key[32], struct err *e)
+{
+	uint8_t buf[80];
+	size_t len = 0, i;
+	int r = secret_file_read(path, buf, sizeof(buf), &len, e);
+
+	if (r < 0)
+		return r;
+	if (len == 32) {
+		memcpy(key, buf, 32);
+		r = 0;
+	} else if (len == 64 || (len == 65 && buf[64] == '\n')) {
+		for (i = 0, r = 0; i < 32 && r == 0; i++) {
+			int hi = unhex((char)buf[2 * i]), lo = unhex((char)buf[2 * i + 1]);
+			if (hi < 0 || lo < 0)
+				r = -EINVAL;
+			else
+				key[i] = (uint8_t)(hi << 4 | lo);
+		}
+	} else {
+		r = -EINVAL;
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (r < 0)
+		return err_set(e, -EINVAL, "%s is not a key: it must hold 32 bytes, or 64 hex digits (e.g. made by: openssl rand -hex 32 > %s; chmod 600 %s)",
+			       path, path, path);
+	return 0;
+}
+
+int host_key_load(const char *dir, const char *name, uint8_t key[32], struct err *e)
+{
+	char path[4096];
+	uint8_t k[32];
+	int r;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+		return err_set(e, -ENAMETOOLONG, "key path too long");
+	for (;;) {
+		r = key_file_load(path, key, e);
+		if (r != -ENOENT)
+			return r;
+		if (RAND_bytes(k, sizeof(k)) != 1)
+			return err_set(e, -EIO, "no randomness for %s", path);
+		r = secret_file_create(path, k, sizeof(k), e);
+		OPENSSL_cleanse(k, sizeof(k));
+		if (r < 0 && r != -EEXIST)
+			return r;
+	}
 }

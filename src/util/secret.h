@@ -19,4 +19,10 @@ int secret_file_read(const char *path, void *buf, size_t max, size_t *len, struc
  * symlink, never over an existing file), and makes it durable. -EEXIST if it exists. */
 int secret_file_create(const char *path, const void *buf, size_t len, struct err *e);
 
+/* A 32-byte key from a file holding it raw or as 64 hex digits (then an
+ * optional newline); the file must pass secret_file_check. */
+int key_file_load(const char *path, uint8_t key[32], struct err *e);
+/* dir/name: loaded, or created with 32 random bytes (mode 0600) on first use. */
+int host_key_load(const char *dir, const char *name, uint8_t key[32], struct err *e);
+
 #endif

@@ -6,7 +6,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include <openssl/rand.h>
+
+#include "state/sealed.h"
+#include "util/fsync.h"
 #include "util/pagemap.h"
+#include "util/statedir.h"
 
 int machine_send_ram(struct machine *m, struct sec_writer *w, struct pages_stats *st, struct err *e)
 {
@@ -28,26 +35,70 @@ int machine_send_ram(struct machine *m, struct sec_writer *w, struct pages_stats
 	return r;
 }
 
-int snapshot_save(struct machine *m, const char *path, struct snapshot_stats *st, struct err *e)
+static int file_keys(const struct snapshot_file_header *fh, const uint8_t key[32], struct sealed_keys *k,
+		     uint8_t key_id[4], struct err *e)
 {
-	struct snapshot_file_header fh = { .format = SNAPSHOT_FORMAT, .header_size = sizeof(fh) };
-	struct fd_bstream fb;
-	struct sec_writer w;
-	char tmp[4096];
+	struct sealed_keys id;
+	int r = sealed_derive(key, fh->salt, "sealvm snapshot v2", k, e);
+
+	/* the id depends on the master key only: it says "another key", nothing more */
+	if (r == 0)
+		r = sealed_derive(key, (const uint8_t[32]){ 0 }, "sealvm snapshot key id", &id, e);
+	if (r == 0)
+		memcpy(key_id, id.data, 4);
+	return r;
+}
+
+static void end_bind(const struct sealed_keys *k, const struct snapshot_file_header *fh, struct sec_bind *b)
+{
+	memset(b, 0, sizeof(*b));
+	memcpy(b->key, k->end, 32);
+	memcpy(b->ctx, fh->salt, 32);
+	b->ctx_len = 32;
+}
+
+int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], struct snapshot_stats *st,
+		  struct err *e)
+{
+	struct snapshot_file_header fh = { .format = SNAPSHOT_FORMAT, .header_size = sizeof(fh),
+					   .cipher = SNAPSHOT_CIPHER_AES256GCM };
+	struct sealed_keys k;
+	struct sealed_stream ss = { 0 };
+	struct sec_writer w = { 0 };
+	struct sec_bind bind;
+	char tmp[4200], rnd[17];
+	uint8_t r8[8];
 	uint64_t t0 = now_ns();
+	bool sealed = false;
 	int fd, r;
 
 	memset(st, 0, sizeof(*st));
 	memcpy(fh.magic, SNAPSHOT_MAGIC, 8);
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+	if (RAND_bytes(fh.salt, sizeof(fh.salt)) != 1 || RAND_bytes(fh.nonce_prefix, 4) != 1 ||
+	    RAND_bytes(r8, sizeof(r8)) != 1)
+		return err_set(e, -EIO, "no randomness for the snapshot");
+	r = file_keys(&fh, key, &k, fh.key_id, e);
+	if (r < 0)
+		return r;
+	/* a name nobody could have planted: never written through a symlink, never reused */
+	hex_encode(r8, sizeof(r8), rnd);
+	if (snprintf(tmp, sizeof(tmp), "%s.%s.tmp", path, rnd) >= (int)sizeof(tmp))
 		return err_set(e, -ENAMETOOLONG, "snapshot path too long");
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return err_sys(e, -errno, "cannot create %s", tmp);
-	fd_bstream_init(&fb, fd);
-	r = sec_writer_init(&w, &fb.bs, e);
-	if (r == 0)
+	{
+		struct fd_bstream fb;
+		fd_bstream_init(&fb, fd);
 		r = bstream_write(&fb.bs, &fh, sizeof(fh), e);
+	}
+	if (r == 0)
+		r = sealed_writer_init(&ss, fd, k.data, &fh, sizeof(fh), fh.nonce_prefix, e);
+	sealed = r == 0;
+	if (r == 0)
+		r = sec_writer_init(&w, &ss.bs, e);
+	end_bind(&k, &fh, &bind);
+	w.bind = &bind;
 	if (r == 0)
 		r = machine_save_config(m, &w, e);
 	if (r == 0)
@@ -56,57 +107,82 @@ int snapshot_save(struct machine *m, const char *path, struct snapshot_stats *st
 		r = machine_save_state(m, &w, e);
 	if (r == 0)
 		r = sec_write_end(&w, st->pages.data_pages + st->pages.markers, e);
-	st->bytes = w.bytes + sizeof(fh);
+	if (r == 0)
+		r = sealed_writer_finish(&ss, e);
+	st->bytes = ss.file_bytes + sizeof(fh);
 	sec_writer_fini(&w);
+	if (sealed)
+		sealed_fini(&ss);
+	OPENSSL_cleanse(&k, sizeof(k));
+	if (r == 0 && fsync(fd) < 0)
+		r = err_sys(e, -errno, "cannot sync %s", tmp);
 	if (close(fd) < 0 && r == 0)
 		r = err_sys(e, -errno, "close %s", tmp);
 	if (r == 0 && rename(tmp, path) < 0)
 		r = err_sys(e, -errno, "cannot rename %s to %s", tmp, path);
+	if (r == 0)
+		r = fsync_parent(path, e);
 	if (r < 0)
 		unlink(tmp);
 	st->ns = now_ns() - t0;
 	return r;
 }
 
-static int read_file_header(struct bstream *bs, const char *path, struct err *e)
+static int read_file_header(int fd, const char *path, struct snapshot_file_header *fh, struct err *e)
 {
-	struct snapshot_file_header fh;
-	int r = bs->read_full(bs, &fh, sizeof(fh), e);
+	ssize_t n = read(fd, fh, sizeof(*fh));
 
-	if (r < 0)
+	if (n < 16)
 		return err_set(e, -EINVAL, "%s is not a sealvm snapshot (too short)", path);
-	if (memcmp(fh.magic, SNAPSHOT_MAGIC, 8))
+	if (memcmp(fh->magic, SNAPSHOT_MAGIC, 8))
 		return err_set(e, -EINVAL, "%s is not a sealvm snapshot (bad magic)", path);
-	if (fh.format > SNAPSHOT_FORMAT)
+	if (fh->format > SNAPSHOT_FORMAT)
 		return err_set(e, -EPROTO, "%s has snapshot format %u, newer than this sealvm reads (%u)",
-			       path, fh.format, SNAPSHOT_FORMAT);
-	if (fh.format != SNAPSHOT_FORMAT || fh.header_size != sizeof(fh))
-		return err_set(e, -EPROTO, "%s has unsupported snapshot format %u", path, fh.format);
+			       path, fh->format, SNAPSHOT_FORMAT);
+	if (fh->format == 1)
+		return err_set(e, -EPROTO,
+			       "%s is an unsealed snapshot (format 1, from an older sealvm): refused, since nothing proves it was not altered",
+			       path);
+	if (fh->format != SNAPSHOT_FORMAT || n != sizeof(*fh) || fh->header_size != sizeof(*fh) ||
+	    fh->cipher != SNAPSHOT_CIPHER_AES256GCM || fh->flags)
+		return err_set(e, -EPROTO, "%s has an unsupported snapshot header", path);
 	return 0;
 }
 
-int snapshot_restore(const char *path, int serial_fd, struct machine *m, struct snapshot_stats *st,
-		     struct err *e)
+int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, struct machine *m,
+		     struct snapshot_stats *st, struct err *e)
 {
+	struct snapshot_file_header fh;
 	struct machine_config cfg;
 	struct machine_loader ld;
-	struct fd_bstream fb;
-	struct sec_reader rd;
+	struct sealed_keys k;
+	struct sealed_stream ss = { 0 };
+	struct sec_reader rd = { 0 };
+	struct sec_bind bind;
 	struct sec_hdr h;
-	bool inited = false, done = false;
+	bool inited = false, done = false, sealed = false;
+	uint8_t key_id[4];
 	uint64_t t0 = now_ns();
-	char extra;
 	int fd, r;
 
 	memset(st, 0, sizeof(*st));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return err_sys(e, -errno, "cannot open snapshot %s", path);
-	fd_bstream_init(&fb, fd);
 	machine_loader_init(&ld);
-	r = sec_reader_init(&rd, &fb.bs, e);
+	r = read_file_header(fd, path, &fh, e);
 	if (r == 0)
-		r = read_file_header(&fb.bs, path, e);
+		r = file_keys(&fh, key, &k, key_id, e);
+	if (r == 0 && memcmp(key_id, fh.key_id, 4))
+		r = err_set(e, -EACCES, "%s was sealed with another key (give the one it was written with: --key-file, or the --state-dir of the host that wrote it)",
+			    path);
+	if (r == 0)
+		r = sealed_reader_init(&ss, fd, k.data, &fh, sizeof(fh), fh.nonce_prefix, e);
+	sealed = r == 0;
+	if (r == 0)
+		r = sec_reader_init(&rd, &ss.bs, e);
+	end_bind(&k, &fh, &bind);
+	rd.bind = &bind;
 	if (r == 0)
 		r = sec_read_hdr(&rd, &h, e);
 	if (r == 0)
@@ -131,12 +207,16 @@ int snapshot_restore(const char *path, int serial_fd, struct machine *m, struct 
 			r = machine_load_section(&ld, &rd, &h, e);
 		}
 	}
-	if (r == 0 && read(fd, &extra, 1) != 0)
-		r = err_set(e, -EPROTO, "%s has data after its END section", path);
+	if (r == 0)
+		r = sealed_reader_check_end(&ss, e);
+	/* everything authenticated: only now a vCPU is made */
 	if (r == 0)
 		r = machine_load_commit(m, &ld, e);
-	st->bytes = rd.bytes;
+	st->bytes = ss.file_bytes + sizeof(fh);
 	sec_reader_fini(&rd);
+	if (sealed)
+		sealed_fini(&ss);
+	OPENSSL_cleanse(&k, sizeof(k));
 	machine_loader_fini(&ld);
 	close(fd);
 	if (r < 0) {

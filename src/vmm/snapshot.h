@@ -1,4 +1,9 @@
-/* Snapshot files: a header, then the same state sections a migration sends. */
+/* Snapshot files: a header in clear, then the same state sections a migration
+ * sends, sealed (state/sealed.h: AES-256-GCM chunks under a per-file key derived
+ * from a master key and the header's salt). Whoever can read the file learns
+ * nothing of the guest; a file altered, truncated, extended or sealed with
+ * another key is refused before any vCPU exists. The END section inside is an
+ * HMAC keyed from the file key too. */
 #ifndef SEALVM_VMM_SNAPSHOT_H
 #define SEALVM_VMM_SNAPSHOT_H
 
@@ -9,12 +14,18 @@
 #include "vmm/machine.h"
 
 #define SNAPSHOT_MAGIC "SEALVMSN"
-#define SNAPSHOT_FORMAT 1
+#define SNAPSHOT_FORMAT 2          /* 1 was unsealed: refused */
+#define SNAPSHOT_CIPHER_AES256GCM 1
 
 struct snapshot_file_header {
 	char magic[8];
 	uint32_t format;       /* SNAPSHOT_FORMAT; a higher one is from a newer sealvm */
 	uint32_t header_size;
+	uint32_t cipher;       /* SNAPSHOT_CIPHER_AES256GCM */
+	uint32_t flags;
+	uint8_t salt[32];      /* per file: derives its keys from the master key */
+	uint8_t nonce_prefix[4];
+	uint8_t key_id[4];     /* names the master key (for a clear "wrong key" error) */
 };
 
 struct snapshot_stats {
@@ -26,10 +37,14 @@ struct snapshot_stats {
 /* Sends every populated non-zero RAM page as PAGES sections. */
 int machine_send_ram(struct machine *m, struct sec_writer *w, struct pages_stats *st, struct err *e);
 
-/* Writes the whole machine (which must be paused) to path atomically (path.tmp, then rename). */
-int snapshot_save(struct machine *m, const char *path, struct snapshot_stats *st, struct err *e);
-/* Builds a paused machine from a snapshot; nothing runs unless it all loads. */
-int snapshot_restore(const char *path, int serial_fd, struct machine *m, struct snapshot_stats *st,
-		     struct err *e);
+/* Writes the whole machine (which must be paused) to path, sealed with key:
+ * into a new private temporary file beside it (exclusive, never through a
+ * symlink), synced, renamed over path, and the directory synced. */
+int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], struct snapshot_stats *st,
+		  struct err *e);
+/* Builds a paused machine from a snapshot sealed with key; nothing runs unless it
+ * all authenticates and loads. */
+int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, struct machine *m,
+		     struct snapshot_stats *st, struct err *e);
 
 #endif
