@@ -17,7 +17,7 @@ ls "$B/certs/hosta" "$B/certs/hostb"
 
 port=$(( 30000 + RANDOM % 10000 ))
 say "2. Host B waits for a VM on tls://127.0.0.1:$port"
-$B/sealvm run --incoming "tls://127.0.0.1:$port" --tls-dir "$B/certs/hostb" \
+$B/sealvm run --incoming "tls://127.0.0.1:$port" --tls-dir "$B/certs/hostb" --state-dir "$D/hostb.state" \
   --serial "file:$D/hostb.serial" --control "$D/hostb.sock" >"$D/hostb.log" 2>&1 &
 pids+=($!)
 waitfor "$D/hostb.log" "waiting for an incoming VM" 10
@@ -25,7 +25,8 @@ cat "$D/hostb.log"
 
 say "3. Host A boots the memory checker (32 MiB working set, rewriting pages at 64 MB/s)"
 $B/sealvm run --kernel $B/guest/memcheck.elf --cmdline "ws=32 rate=64 light=1 hb=500" --mem 512M \
-  --tls-dir "$B/certs/hosta" --serial "file:$D/hosta.serial" --control "$D/hosta.sock" >"$D/hosta.log" 2>&1 &
+  --tls-dir "$B/certs/hosta" --state-dir "$D/hosta.state" \
+  --serial "file:$D/hosta.serial" --control "$D/hosta.sock" >"$D/hosta.log" 2>&1 &
 src=$!; pids+=($src)
 waitfor "$D/hosta.serial" "^HB seq=3 " 120
 tail -n 3 "$D/hosta.serial"

@@ -9,7 +9,7 @@ import time
 
 from . import guest, procs
 
-RESTORED = re.compile(r"restored .*: (\d+) pages in ([\d.]+) ms \(([\d.]+) GB/s of RAM\)")
+RESTORED = re.compile(r"restored .*: (\d+) pages in ([\d.]+) ms \(([\d.]+) GB/s read\)")
 MEM_BYTES = {"1G": 1 << 30, "4G": 4 << 30}
 
 
@@ -20,10 +20,11 @@ def _ctl(cfg, sock, *args, timeout=120):
     return json.loads(cp.stdout[i:]) if i >= 0 else {"ok": False, "error": cp.stderr.strip()}
 
 
-def _restore(cfg, work, tag, snap):
+def _restore(cfg, work, tag, snap, state):
     """Restores snap in a fresh sealvm, returns what it says on stderr, then quits it."""
     sock, log = os.path.join(work, f"{tag}.sock"), os.path.join(work, f"{tag}.log")
-    p = procs.spawn([cfg.sealvm, "run", "--restore", snap, "--serial", "none", "--control", sock], log)
+    p = procs.spawn([cfg.sealvm, "run", "--restore", snap, "--serial", "none", "--control", sock,
+                     "--state-dir", state], log)
     line = guest.wait_for(log, RESTORED.pattern, 120, p)
     if procs.alive(p):
         _ctl(cfg, sock, "quit", timeout=10)
@@ -32,15 +33,16 @@ def _restore(cfg, work, tag, snap):
     m = line and RESTORED.search(line)
     if not m:
         return {"error": open(log, errors="replace").read()[-300:]}
-    return {"pages": int(m[1]), "ms": float(m[2]), "ram_gb_s_reported": float(m[3])}
+    return {"pages": int(m[1]), "ms": float(m[2]), "gb_s_reported": float(m[3])}
 
 
 def one_size(cfg, work, mem, runs, log):
     """Boots touch.elf once, then snapshots and restores it `runs` times."""
     tag, snap = f"snap-{mem}", cfg.snapshot_file
     serial, sock = os.path.join(work, f"{tag}.serial"), os.path.join(work, f"{tag}.sock")
+    state = os.path.join(work, f"{tag}.state")
     p = procs.spawn([cfg.sealvm, "run", "--kernel", os.path.join(cfg.guests, "touch.elf"), "--cmdline", "ws=512",
-                     "--mem", mem, "--serial", f"file:{serial}", "--control", sock],
+                     "--mem", mem, "--serial", f"file:{serial}", "--control", sock, "--state-dir", state],
                     os.path.join(work, f"{tag}.log"))
     out = []
     try:
@@ -51,7 +53,7 @@ def one_size(cfg, work, mem, runs, log):
             size = os.path.getsize(snap) if os.path.exists(snap) else 0
             r = {"mem": mem, "run": i + 1, "snapshot": s, "file_bytes": size}
             if s.get("ok"):
-                r["restore"] = _restore(cfg, work, f"{tag}-restore{i + 1}", snap)
+                r["restore"] = _restore(cfg, work, f"{tag}-restore{i + 1}", snap, state)
             _rm(snap)
             out.append(_rates(r, MEM_BYTES[mem]))
             log(_line(out[-1]))

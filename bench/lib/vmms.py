@@ -54,12 +54,13 @@ class Sealvm:
         self.secure = transport == "tls"
 
     def _tls(self, host):
-        return ["--tls-dir", os.path.join(self.cfg.certs, host)] if self.secure else []
+        return ["--tls-dir", os.path.join(self.cfg.certs, host)] if self.secure else ["--insecure"]
 
     def boot(self, work, tag, mem, kernel, cmdline):
         serial, sock, log = (os.path.join(work, f"{tag}.{x}") for x in ("serial", "sock", "log"))
         argv = [self.cfg.sealvm, "run", "--kernel", kernel, "--cmdline", cmdline, "--mem", mem,
-                "--serial", f"file:{serial}", "--control", sock] + self._tls("hosta")
+                "--serial", f"file:{serial}", "--control", sock, "--state-dir", os.path.join(work, f"{tag}.state")]
+        argv += self._tls("hosta") if self.secure else []
         return Vm(procs.spawn(argv, log), serial, sock, log)
 
     def incoming(self, work, tag, mem, kernel, cmdline):
@@ -67,7 +68,7 @@ class Sealvm:
         for _ in range(3):  # a port taken between free_port() and bind(): try another
             uri = f"{self.transport}://127.0.0.1:{procs.free_port()}"
             argv = [self.cfg.sealvm, "run", "--incoming", uri, "--serial", f"file:{serial}",
-                    "--control", sock] + self._tls("hostb")
+                    "--control", sock, "--state-dir", os.path.join(work, f"{tag}.state")] + self._tls("hostb")
             p = procs.spawn(argv, log)
             if procs.wait_until(lambda: "waiting for an incoming VM" in _read(log) or not procs.alive(p), 15) \
                     and procs.alive(p):
