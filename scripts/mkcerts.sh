@@ -9,6 +9,10 @@
 #   DIR/badca/...       host signed by another CA; its ca.pem is that other CA (DIR/otherca/)
 #   DIR/wrongname/...   right CA, SAN only DNS:wrong.example, IP:127.0.0.9
 #   DIR/expired/...     right CA, validity entirely in the past (2020)
+#   DIR/ownerca/{ca.pem,key.pem}     a VM owner's CA (the console's trust root, --owner-ca)
+#   DIR/owner/...       the owner's console client: cert.pem from the owner CA; its ca.pem is
+#                       the cluster CA (what the owner checks the host's certificate against)
+#   DIR/operator/...    an operator's certificate from the cluster CA (must not reach a console)
 #
 # Keys are EC P-256. Idempotent: does nothing if DIR already holds a complete, valid set.
 # Quiet on success; on failure prints the openssl output.
@@ -21,7 +25,7 @@ fi
 dir=$1
 command -v openssl >/dev/null || { echo "mkcerts: openssl not found (apt-get install openssl)" >&2; exit 1; }
 
-hosts=(hosta hostb badca wrongname expired)
+hosts=(hosta hostb badca wrongname expired owner operator)
 
 complete() {
 	local h
@@ -113,6 +117,7 @@ mkhost() {
 export CADB=$work/ca/db
 mkca ca "sealvm cluster CA"
 mkca otherca "untrusted other CA"
+mkca ownerca "VM owner CA"
 
 hn=$(hostname 2>/dev/null || true)
 extra=
@@ -127,10 +132,13 @@ mkhost hostb ca hostb "$base, IP:10.77.0.2" -days 825
 mkhost badca otherca badca "$base" -days 825
 mkhost wrongname ca wrongname "DNS:wrong.example, IP:127.0.0.9" -days 825
 mkhost expired ca expired "$base" -startdate 20200101000000Z -enddate 20200201000000Z
+mkhost owner ownerca owner "DNS:owner" -days 825
+cp "$work/ca/ca.pem" "$work/owner/ca.pem"
+mkhost operator ca operator "DNS:operator" -days 825
 
 # Install: CA files first, hosts after, hosta last (its presence marks a complete set).
 rm -rf "$dir/hosta"
-for n in ca otherca hostb badca wrongname expired hosta; do
+for n in ca otherca ownerca hostb badca wrongname expired owner operator hosta; do
 	rm -rf "${dir:?}/$n"
 	mkdir -p "$dir/$n"
 	cp "$work/$n/ca.pem" "$work/$n/key.pem" "$dir/$n/"

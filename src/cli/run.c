@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "console/server.h"
 #include "control/control.h"
 #include "migrate/migrate.h"
 #include "util/size.h"
@@ -19,6 +20,8 @@
 struct run_opts {
 	const char *kernel, *cmdline, *serial, *control, *restore, *incoming, *tls_dir;
 	uint64_t mem, mem_limit;
+	struct console_opts console;
+	bool serial_set;
 };
 
 static void usage(FILE *f)
@@ -32,7 +35,26 @@ static void usage(FILE *f)
 		"  --control SOCKET    JSON-lines control socket (see `sealvm ctl`)\n"
 		"  --incoming tls://ADDR:PORT  wait for one VM migrated here (tcp:// is INSECURE)\n"
 		"  --tls-dir DIR       ca.pem, cert.pem, key.pem of this host\n"
-		"  --mem-limit SIZE    refuse incoming VMs larger than SIZE\n");
+		"  --mem-limit SIZE    refuse incoming VMs larger than SIZE\n"
+		"  --console tls://ADDR:PORT  the owner's console (serial, screen, keyboard, VNC); needs\n"
+		"                      --tls-dir and --owner-ca; the serial port then belongs to it\n"
+		"  --owner-ca FILE     the VM owner's CA: only its certificates may attach\n"
+		"  --console-others ro|refuse  sessions beyond the one read-write session (default ro)\n");
+}
+
+/* The owner-only console owns the serial port: no operator-side sink may get its bytes. */
+static int console_check_opts(struct run_opts *o, struct err *e)
+{
+	if (!o->console.uri)
+		return o->console.owner_ca ? err_set(e, -EINVAL, "--owner-ca needs --console") : 0;
+	if (!o->tls_dir || !o->console.owner_ca)
+		return err_set(e, -EINVAL, "--console needs --tls-dir (this host's certificate) and --owner-ca FILE");
+	if (o->serial_set && strcmp(o->serial, "none"))
+		return err_set(e, -EINVAL, "--serial %s would hand the owner's console to the operator; with "
+			       "--console the serial port belongs to the console", o->serial);
+	o->serial = "none";
+	o->console.host_dir = o->tls_dir;
+	return 0;
 }
 
 static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
@@ -42,7 +64,9 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "mem", required_argument, NULL, 'm' },     { "serial", required_argument, NULL, 's' },
 		{ "control", required_argument, NULL, 'C' }, { "restore", required_argument, NULL, 'r' },
 		{ "incoming", required_argument, NULL, 'i' }, { "tls-dir", required_argument, NULL, 't' },
-		{ "mem-limit", required_argument, NULL, 'L' }, { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+		{ "mem-limit", required_argument, NULL, 'L' }, { "help", no_argument, NULL, 'h' },
+		{ "console", required_argument, NULL, 'O' }, { "owner-ca", required_argument, NULL, 'A' },
+		{ "console-others", required_argument, NULL, 'X' },          { NULL, 0, NULL, 0 },
 	};
 	int c;
 
@@ -55,7 +79,14 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		switch (c) {
 		case 'k': o->kernel = optarg; break;
 		case 'c': o->cmdline = optarg; break;
-		case 's': o->serial = optarg; break;
+		case 's': o->serial = optarg; o->serial_set = true; break;
+		case 'O': o->console.uri = optarg; break;
+		case 'A': o->console.owner_ca = optarg; break;
+		case 'X':
+			if (strcmp(optarg, "ro") && strcmp(optarg, "refuse"))
+				return err_set(e, -EINVAL, "--console-others must be ro or refuse");
+			o->console.others = strcmp(optarg, "ro") ? CONSOLE_OTHERS_REFUSE : CONSOLE_OTHERS_RO;
+			break;
 		case 'C': o->control = optarg; break;
 		case 'r': o->restore = optarg; break;
 		case 'i': o->incoming = optarg; break;
@@ -86,6 +117,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "give exactly one of --kernel, --restore or --incoming");
 	if (o->incoming && !o->tls_dir && strncmp(o->incoming, "tcp://", 6))
 		return err_set(e, -EINVAL, "--incoming tls:// needs --tls-dir DIR");
+	return console_check_opts(o, e);
 	return 0;
 }
 
@@ -153,6 +185,7 @@ static int exit_code(struct machine *m)
 int cmd_run(int argc, char **argv)
 {
 	struct ctl_server *ctl = NULL;
+	struct console_server *console = NULL;
 	struct machine m;
 	struct vmm_ctx ctx;
 	struct run_opts o;
@@ -204,8 +237,18 @@ int cmd_run(int argc, char **argv)
 		vmm_ctx_fini(&ctx);
 		return 1;
 	}
+	if (o.console.uri && console_server_start(&m, &o.console, &console, &e) < 0) {
+		fprintf(stderr, "sealvm: %s\n", e.msg);
+		ctl_server_stop(ctl);
+		machine_destroy(&m);
+		vmm_ctx_fini(&ctx);
+		return 1;
+	}
+	if (console)
+		fprintf(stderr, "sealvm: owner's console on port %d\n", console_server_port(console));
 	if (!incoming && machine_start(&m, &e) < 0) {
 		fprintf(stderr, "sealvm: %s\n", e.msg);
+		console_server_stop(console);
 		ctl_server_stop(ctl);
 		machine_destroy(&m);
 		vmm_ctx_fini(&ctx);
@@ -215,6 +258,7 @@ int cmd_run(int argc, char **argv)
 		in_started = true;
 	machine_wait(&m);
 	ctl_server_stop(ctl);
+	console_server_stop(console);
 	if (in_started)
 		pthread_join(in_thr, NULL);
 	code = exit_code(&m);
