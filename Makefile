@@ -49,7 +49,7 @@ $(B)/tests/%: tests/unit/%.c tests/unit/unit.h $(B)/libsealvm-asan.a
 
 $(B)/tools/%: tests/tools/%.c $(B)/libsealvm.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(CFLAGS) $< $(B)/libsealvm.a $(LIBS) -o $@
+	$(CC) $(BASE) $(CFLAGS) $< $(B)/libsealvm.a $(LIBS) -lvncclient -o $@
 
 unit: $(UNIT_BIN)
 

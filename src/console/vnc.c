@@ -122,6 +122,7 @@ int console_vnc_start(struct machine *m, struct console_vnc **out, struct err *e
 	v->screen->autoPort = FALSE;
 	v->screen->httpDir = NULL;
 	v->screen->alwaysShared = TRUE;
+	v->screen->cursor = NULL;     /* no pointer drawn over the text */
 	v->screen->kbdAddEvent = on_key;
 	v->screen->screenData = v;
 	rfbInitServer(v->screen);
