@@ -29,6 +29,15 @@ void render_cell(const struct font *f, uint32_t *fb, int stride, int row, int co
 	}
 }
 
+static bool in_palette(uint32_t rgb)
+{
+	int i;
+	for (i = 0; i < 16; i++)
+		if (vga_palette[i] == rgb)
+			return true;
+	return false;
+}
+
 int render_decode_cell(const struct font *f, const uint32_t *img, int stride, int x, int y)
 {
 	uint8_t rows[FONT_H];
@@ -53,6 +62,8 @@ int render_decode_cell(const struct font *f, const uint32_t *img, int stride, in
 		}
 		rows[r] = bits;
 	}
+	if (!in_palette(bg) || !in_palette(fg))
+		return -1; /* not a cell of ours (e.g. the page around a canvas) */
 	for (b = 0x20; b < 0x7f; b++)
 		if (!memcmp(rows, f->glyph[b], FONT_H))
 			return b;

@@ -20,7 +20,8 @@ extern const uint32_t vga_palette[16];   /* 0xRRGGBB */
 void render_cell(const struct font *f, uint32_t *fb, int stride, int row, int col, uint16_t cell,
 		 bool cursor);
 /* Reads the cell whose top-left pixel is at (x, y) of a 0xRRGGBB image: its character
- * (the lowest byte whose glyph matches exactly), or -1 if no glyph matches. */
+ * (the lowest byte whose glyph matches exactly), or -1 if no glyph matches or a colour
+ * is not one of the 16 VGA colours. */
 int render_decode_cell(const struct font *f, const uint32_t *img, int stride, int x, int y);
 /* Reads 80x25 cells from (x, y) into text (25 lines of 80 + '\n', NUL): '?' for cells
  * that match no glyph. Returns the number of cells that matched. */
