@@ -31,6 +31,8 @@ size_t scrollback_read(struct scrollback *s, uint64_t *from, uint8_t *out, size_
 
 	pthread_mutex_lock(&s->lock);
 	oldest = s->total > SCROLLBACK_SIZE ? s->total - SCROLLBACK_SIZE : 0;
+	if (oldest < s->start)
+		oldest = s->start;
 	if (*from < oldest)
 		*from = oldest;
 	if (*from > s->total)
@@ -67,7 +69,7 @@ void scrollback_import(struct scrollback *s, const uint8_t *p, size_t n, uint64_
 {
 	pthread_mutex_lock(&s->lock);
 	memset(s->buf, 0, sizeof(s->buf));
-	s->total = total - n;
+	s->total = s->start = total - n;
 	pthread_mutex_unlock(&s->lock);
 	scrollback_append(s, p, n);
 }

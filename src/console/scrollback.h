@@ -12,6 +12,7 @@
 struct scrollback {
 	pthread_mutex_t lock;
 	uint64_t total;         /* bytes ever appended: the next byte's offset */
+	uint64_t start;         /* no byte before this one is kept (after an import) */
 	uint8_t buf[SCROLLBACK_SIZE];
 };
 
