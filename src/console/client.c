@@ -432,7 +432,12 @@ int console_client_main(int argc, char **argv)
 		size_t used = 0;
 		char msg[512];
 
-		if (send_all(c, fr, cp_encode_hello(fr, &h)) || read_frame(c, &f, &used, &e) < 0) {
+		char why[160];
+
+		ERR_clear_error();
+		if (send_all(c, fr, cp_encode_hello(fr, &h)))
+			err_set(&e, -EPIPE, "console session ended: %s", ctls_reason(why, sizeof(why)));
+		if (e.code || read_frame(c, &f, &used, &e) < 0) {
 			/* TLS 1.3: a refused client certificate shows up as an alert on the first read. */
 			fprintf(stderr, "sealvm console: %s%s\n", e.msg[0] ? e.msg : "session lost",
 				strstr(e.msg, "alert") ? " (the server accepts only certificates from the VM "
