@@ -4,7 +4,7 @@ CC      ?= gcc
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
 BASE    := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) -pthread
-LIBS    := -lssl -lcrypto -ljansson -lxxhash -pthread
+LIBS    := -lssl -lcrypto -ljansson -lxxhash -lvncserver -lz -pthread
 B       := build
 
 LIB_SRC := $(sort $(wildcard src/*/*.c))
@@ -49,7 +49,7 @@ $(B)/tests/%: tests/unit/%.c tests/unit/unit.h $(B)/libsealvm-asan.a
 
 $(B)/tools/%: tests/tools/%.c $(B)/libsealvm.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(CFLAGS) $< $(B)/libsealvm.a $(LIBS) -o $@
+	$(CC) $(BASE) $(CFLAGS) $< $(B)/libsealvm.a $(LIBS) -lvncclient -o $@
 
 unit: $(UNIT_BIN)
 

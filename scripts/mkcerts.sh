@@ -15,6 +15,10 @@
 #   DIR/clientonly/...  right CA and names, extended key usage clientAuth only (no destination role)
 #   DIR/noeku/...       right CA and names, no extended key usage at all
 #   DIR/revoked/...     right CA and names, revoked: DIR/ca/crl.pem lists it
+#   DIR/ownerca/{ca.pem,key.pem}     a VM owner's CA (the console's trust root, --owner-ca)
+#   DIR/owner/...       the owner's console client: cert.pem from the owner CA; its ca.pem is
+#                       the cluster CA (what the owner checks the host's certificate against)
+#   DIR/operator/...    an operator's certificate from the cluster CA (must not reach a console)
 #
 # Keys are EC P-256. Idempotent: does nothing if DIR already holds a complete, valid set.
 # Quiet on success; on failure prints the openssl output.
@@ -27,7 +31,7 @@ fi
 dir=$1
 command -v openssl >/dev/null || { echo "mkcerts: openssl not found (apt-get install openssl)" >&2; exit 1; }
 
-hosts=(hosta hostb hostc badca wrongname expired cahost serveronly clientonly noeku revoked)
+hosts=(hosta hostb hostc badca wrongname expired cahost serveronly clientonly noeku revoked owner operator)
 
 complete() {
 	local h
@@ -145,6 +149,7 @@ mkhost() {
 export CADB=$work/ca/db
 mkca ca "sealvm cluster CA"
 mkca otherca "untrusted other CA"
+mkca ownerca "VM owner CA"
 
 hn=$(hostname 2>/dev/null || true)
 extra=
@@ -170,9 +175,13 @@ CADB=$work/ca/db run openssl ca -batch -config "$OPENSSL_CONF" -cert "$work/ca/c
 CADB=$work/ca/db run openssl ca -batch -config "$OPENSSL_CONF" -cert "$work/ca/ca.pem" \
 	-keyfile "$work/ca/key.pem" -gencrl -out "$work/ca/crl.pem"
 
+mkhost owner ownerca owner "DNS:owner" -days 825
+cp "$work/ca/ca.pem" "$work/owner/ca.pem"
+mkhost operator ca operator "DNS:operator" -days 825
+
 # Install: CA files first, hosts after, hosta last (its presence marks a complete set).
 rm -rf "$dir/hosta"
-for n in ca otherca hostb hostc badca wrongname expired cahost serveronly clientonly noeku revoked hosta; do
+for n in ca otherca ownerca hostb hostc badca wrongname expired cahost serveronly clientonly noeku revoked owner operator hosta; do
 	rm -rf "${dir:?}/$n"
 	mkdir -p "$dir/$n"
 	cp "$work/$n/ca.pem" "$work/$n/key.pem" "$dir/$n/"

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/run.h"
+#include "console/client.h"
 #include "control/control.h"
 
 static void usage(FILE *f)
@@ -10,6 +11,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: sealvm run --kernel FILE [--cmdline STR] [--mem SIZE] [--serial stdio|file:PATH]\n"
 		   "                  [--control SOCKET]\n"
 		   "       sealvm run --restore FILE [--serial ...] [--control ...]\n"
+		   "       sealvm console tls://HOST:PORT --tls-dir OWNERDIR [--screen|--vnc ADDR:PORT|--web ADDR:PORT]\n"
 		   "       sealvm ctl SOCKET status|pause|resume|quit|stats|snapshot FILE\n");
 }
 
@@ -21,6 +23,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "console"))
+		return console_client_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return ctl_client_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {

@@ -6,6 +6,7 @@ SEALVM=$ROOT/build/sealvm
 GUEST=$ROOT/build/guest
 T=$(mktemp -d /tmp/sealvm-test.XXXXXX)
 PIDS=()
+export SEALVM_STATE_DIR=$T/default.state  # a test never touches the machine's own state
 
 cleanup() {
   local p

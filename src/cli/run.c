@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "control/commands.h"
+#include "console/server.h"
 #include "control/control.h"
 #include "migrate/migrate.h"
 #include "util/secret.h"
@@ -24,6 +25,8 @@ struct run_opts {
 	const char *key_file;
 	uint64_t mem, mem_limit;
 	bool insecure;
+	struct console_opts console;
+	bool serial_set;
 };
 
 static void usage(FILE *f)
@@ -37,13 +40,33 @@ static void usage(FILE *f)
 		"  --control SOCKET    JSON-lines control socket (see `sealvm ctl`)\n"
 		"  --incoming tls://ADDR:PORT  wait for one VM migrated here\n"
 		"  --tls-dir DIR       ca.pem, cert.pem, key.pem (mode 0600) and optional crl.pem of this host\n"
-		"  --state-dir DIR     this host's state: host id, keys, migration outcomes (default " STATE_DIR_DEFAULT ")\n"
+		"  --state-dir DIR     this host's state: host id, keys, migration outcomes\n"
+		"                      (default: $SEALVM_STATE_DIR, else " STATE_DIR_DEFAULT ")\n"
 		"  --allow-from NAMES  with --incoming: admit only sources whose certificate names one of\n"
 		"                      these comma-separated DNS names (default: any host of the cluster CA)\n"
 		"  --mem-limit SIZE    refuse incoming VMs larger than SIZE\n"
 		"  --insecure          allow --incoming tcp:// (no encryption, no authentication)\n"
 		"  --key-file FILE     the key snapshots are sealed with (32 bytes, or 64 hex digits; mode 0600);\n"
-		"                      default: STATE_DIR/snapshot.key, made on first use\n");
+		"                      default: STATE_DIR/snapshot.key, made on first use\n\n"
+		"  --console tls://ADDR:PORT  the owner's console (serial, screen, keyboard, VNC); needs\n"
+		"                      --tls-dir and --owner-ca; the serial port then belongs to it\n"
+		"  --owner-ca FILE     the VM owner's CA: only its certificates may attach\n"
+		"  --console-others ro|refuse  sessions beyond the one read-write session (default ro)\n");
+}
+
+/* The owner-only console owns the serial port: no operator-side sink may get its bytes. */
+static int console_check_opts(struct run_opts *o, struct err *e)
+{
+	if (!o->console.uri)
+		return o->console.owner_ca ? err_set(e, -EINVAL, "--owner-ca needs --console") : 0;
+	if (!o->tls_dir || !o->console.owner_ca)
+		return err_set(e, -EINVAL, "--console needs --tls-dir (this host's certificate) and --owner-ca FILE");
+	if (o->serial_set && strcmp(o->serial, "none"))
+		return err_set(e, -EINVAL, "--serial %s would hand the owner's console to the operator; with "
+			       "--console the serial port belongs to the console", o->serial);
+	o->serial = "none";
+	o->console.host_dir = o->tls_dir;
+	return 0;
 }
 
 static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
@@ -56,7 +79,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "mem-limit", required_argument, NULL, 'L' }, { "help", no_argument, NULL, 'h' },
 		{ "state-dir", required_argument, NULL, 'S' }, { "allow-from", required_argument, NULL, 'A' },
 		{ "insecure", no_argument, NULL, 'I' },       { "key-file", required_argument, NULL, 'K' },
-		{ NULL, 0, NULL, 0 },
+		{ "console", required_argument, NULL, 'O' }, { "owner-ca", required_argument, NULL, 'W' },
+		{ "console-others", required_argument, NULL, 'X' },          { NULL, 0, NULL, 0 },
 	};
 	int c;
 
@@ -69,7 +93,14 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		switch (c) {
 		case 'k': o->kernel = optarg; break;
 		case 'c': o->cmdline = optarg; break;
-		case 's': o->serial = optarg; break;
+		case 's': o->serial = optarg; o->serial_set = true; break;
+		case 'O': o->console.uri = optarg; break;
+		case 'W': o->console.owner_ca = optarg; break;
+		case 'X':
+			if (strcmp(optarg, "ro") && strcmp(optarg, "refuse"))
+				return err_set(e, -EINVAL, "--console-others must be ro or refuse");
+			o->console.others = strcmp(optarg, "ro") ? CONSOLE_OTHERS_REFUSE : CONSOLE_OTHERS_RO;
+			break;
 		case 'C': o->control = optarg; break;
 		case 'r': o->restore = optarg; break;
 		case 'i': o->incoming = optarg; break;
@@ -108,7 +139,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "--allow-from only applies to --incoming");
 	if (o->allow_from && (!*o->allow_from || strlen(o->allow_from) > 400))
 		return err_set(e, -EINVAL, "--allow-from needs one or more comma-separated names (at most 400 characters)");
-	return 0;
+	return console_check_opts(o, e);
 }
 
 static int open_serial(const char *spec, int *fd, struct err *e)
@@ -177,6 +208,7 @@ int cmd_run(int argc, char **argv)
 	struct ctl_server *ctl = NULL;
 	struct incoming *in = NULL;
 	struct state_dir sd;
+	struct console_server *console = NULL;
 	struct machine m;
 	struct vmm_ctx ctx;
 	struct run_opts o;
@@ -230,6 +262,11 @@ int cmd_run(int argc, char **argv)
 		r = incoming_wait_vm(in, &m, &e);
 	}
 	built = r == 0;
+	if (r == 0 && o.console.uri) {
+		r = console_server_start(&m, &o.console, &console, &e);
+		if (r == 0)
+			fprintf(stderr, "sealvm: owner's console on port %d\n", console_server_port(console));
+	}
 	if (r == 0 && !o.incoming)
 		r = machine_start(&m, &e);
 	if (r < 0) {
@@ -243,6 +280,7 @@ int cmd_run(int argc, char **argv)
 	code = exit_code(&m);
 out:
 	ctl_server_stop(ctl);
+	console_server_stop(console);
 	if (in_started)
 		pthread_join(in_thr, NULL);
 	if (in && built)

@@ -61,6 +61,9 @@ static void transmit(struct serial *u, uint8_t c)
 			u->s.rx_count++;
 			u->s.lsr |= LSR_DR;
 		}
+	} else if (u->sink) {
+		u->sink(u->sink_opaque, c);
+		u->tx_bytes++;
 	} else if (u->out_fd >= 0) {
 		ssize_t r;
 		do {
@@ -83,6 +86,7 @@ static uint8_t read_reg(struct serial *u, unsigned off)
 			return s->dll;
 		if (s->rx_count) {
 			v = s->rx[s->rx_head];
+			s->rx[s->rx_head] = 0; /* read input (maybe console keystrokes) does not linger */
 			s->rx_head = (uint8_t)((s->rx_head + 1) % SERIAL_FIFO);
 			s->rx_count--;
 		}
@@ -134,6 +138,7 @@ static void write_reg(struct serial *u, unsigned off, uint8_t v)
 	case UART_FCR:
 		s->fcr = v & 0xc9;
 		if (v & FCR_CLEAR_RX) {
+			memset(s->rx, 0, sizeof(s->rx));
 			s->rx_count = 0;
 			s->rx_head = 0;
 			s->lsr &= (uint8_t)~LSR_DR;
@@ -191,6 +196,14 @@ void serial_destroy(struct serial *u)
 int serial_attach(struct serial *u, struct pio_bus *bus)
 {
 	return pio_bus_register(bus, SERIAL_BASE, 8, serial_pio, u);
+}
+
+void serial_set_sink(struct serial *u, serial_sink_fn sink, void *opaque)
+{
+	pthread_mutex_lock(&u->lock);
+	u->sink = sink;
+	u->sink_opaque = opaque;
+	pthread_mutex_unlock(&u->lock);
 }
 
 size_t serial_input(struct serial *u, const uint8_t *buf, size_t len)

@@ -25,6 +25,9 @@ struct serial_state {
 
 /* Raises or lowers the UART's interrupt line. */
 typedef void (*serial_irq_fn)(void *opaque, int level);
+/* Takes guest output instead of out_fd (the owner's console). Called with the UART
+ * lock held: must not block for long and must not call back into the UART. */
+typedef void (*serial_sink_fn)(void *opaque, uint8_t c);
 
 struct serial {
 	struct serial_state s;
@@ -33,12 +36,16 @@ struct serial {
 	int irq_level;          /* last level driven, to avoid repeating ioctls */
 	serial_irq_fn irq;
 	void *irq_opaque;
+	serial_sink_fn sink;
+	void *sink_opaque;
 	uint64_t tx_bytes;
 };
 
 void serial_init(struct serial *u, int out_fd, serial_irq_fn irq, void *opaque);
 void serial_destroy(struct serial *u);
 int serial_attach(struct serial *u, struct pio_bus *bus);
+/* Sends guest output to sink instead of out_fd from now on (NULL: back to out_fd). */
+void serial_set_sink(struct serial *u, serial_sink_fn sink, void *opaque);
 /* Host input for the guest; returns bytes accepted (the FIFO may be full). */
 size_t serial_input(struct serial *u, const uint8_t *buf, size_t len);
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -98,6 +99,8 @@ int state_dir_open(struct state_dir *sd, const char *path, struct err *e)
 
 	memset(sd, 0, sizeof(*sd));
 	if (!path)
+		path = getenv("SEALVM_STATE_DIR");
+	if (!path || !*path)
 		path = STATE_DIR_DEFAULT;
 	if (snprintf(sd->path, sizeof(sd->path), "%s", path) >= (int)sizeof(sd->path))
 		return err_set(e, -ENAMETOOLONG, "state directory path too long");

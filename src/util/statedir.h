@@ -21,7 +21,7 @@ struct state_dir {
 };
 
 /* Opens (creating it and its host id if needed) the state directory at path
- * (NULL: the default). */
+ * (NULL: $SEALVM_STATE_DIR if set, else the default). */
 int state_dir_open(struct state_dir *sd, const char *path, struct err *e);
 /* path/name, a subdirectory created mode 0700 if missing. */
 int state_dir_sub(const struct state_dir *sd, const char *name, char *out, size_t len, struct err *e);

@@ -12,31 +12,77 @@
 #define TSS_ADDR 0xfffbd000ULL
 #define IDENTITY_MAP_ADDR 0xfffbc000ULL
 
-static int set_slot(struct vm *vm, int i, uint32_t flags, struct err *e)
+/* KVM memslot ids: logical RAM slot i is KVM slot 2i below its hole (or whole)
+ * and 2i+1 above it; device memory uses ids from VM_DEVMEM_SLOT_BASE. */
+#define VM_DEVMEM_SLOT_BASE (2 * VM_MAX_SLOTS)
+
+static int set_region(struct vm *vm, uint32_t id, uint32_t flags, uint64_t gpa, uint64_t size,
+		      void *host, struct err *e)
 {
 	struct kvm_userspace_memory_region r = {
-		.slot = (uint32_t)i,
+		.slot = id,
 		.flags = flags,
-		.guest_phys_addr = vm->slots[i].gpa,
-		.memory_size = vm->slots[i].size,
-		.userspace_addr = (uint64_t)(uintptr_t)(vm->ram + vm->slots[i].ram_offset),
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)host,
 	};
 	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
-		return err_sys(e, -errno, "KVM_SET_USER_MEMORY_REGION slot %d", i);
+		return err_sys(e, -errno, "KVM_SET_USER_MEMORY_REGION slot %u", id);
 	return 0;
 }
 
+/* The parts of slot i that are RAM: [0] below the hole (or all of it), [1] above. */
+static int slot_parts(const struct vm_slot *s, uint64_t gpa[2], uint64_t size[2], uint64_t off[2])
+{
+	if (!s->hole_size) {
+		gpa[0] = s->gpa, size[0] = s->size, off[0] = s->ram_offset;
+		return 1;
+	}
+	gpa[0] = s->gpa, size[0] = s->hole_gpa - s->gpa, off[0] = s->ram_offset;
+	gpa[1] = s->hole_gpa + s->hole_size;
+	size[1] = s->gpa + s->size - gpa[1];
+	off[1] = s->ram_offset + (gpa[1] - s->gpa);
+	return 2;
+}
+
+static int set_slot(struct vm *vm, int i, uint32_t flags, struct err *e)
+{
+	uint64_t gpa[2], size[2], off[2];
+	int n = slot_parts(&vm->slots[i], gpa, size, off), k, r;
+
+	for (k = 0; k < n; k++) {
+		r = set_region(vm, (uint32_t)(2 * i + k), flags, gpa[k], size[k], vm->ram + off[k], e);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* The legacy VGA window [0xA0000, 0xC0000) is never RAM, as on a PC: a device may map
+ * its own memory there (vm_map_devmem), otherwise accesses exit as MMIO. */
 static void layout_slots(struct vm *vm)
 {
 	uint64_t low = vm->ram_size < LOWMEM_LIMIT ? vm->ram_size : LOWMEM_LIMIT;
 
 	vm->nslots = 1;
-	vm->slots[0] = (struct vm_slot){ .gpa = 0, .size = low, .ram_offset = 0 };
+	vm->slots[0] = (struct vm_slot){ .gpa = 0, .size = low, .ram_offset = 0,
+					 .hole_gpa = VM_LEGACY_HOLE, .hole_size = VM_LEGACY_HOLE_SIZE };
 	if (vm->ram_size > low) {
 		vm->slots[1] = (struct vm_slot){ .gpa = HIGHMEM_BASE, .size = vm->ram_size - low,
 						 .ram_offset = low };
 		vm->nslots = 2;
 	}
+}
+
+int vm_map_devmem(struct vm *vm, uint64_t gpa, uint64_t size, void *host, struct err *e)
+{
+	if (vm->ndevmem >= VM_MAX_DEVMEM)
+		return err_set(e, -ENOSPC, "no memory slot left for device memory at 0x%llx",
+			       (unsigned long long)gpa);
+	if (gpa < VM_LEGACY_HOLE || size > VM_LEGACY_HOLE_SIZE || gpa - VM_LEGACY_HOLE > VM_LEGACY_HOLE_SIZE - size)
+		return err_set(e, -EINVAL, "device memory 0x%llx+0x%llx outside the legacy hole",
+			       (unsigned long long)gpa, (unsigned long long)size);
+	return set_region(vm, (uint32_t)(VM_DEVMEM_SLOT_BASE + vm->ndevmem++), 0, gpa, size, host, e);
 }
 
 int vm_create(struct vm *vm, uint64_t ram_size, struct err *e)
@@ -135,8 +181,11 @@ void *vm_gpa_ptr(struct vm *vm, uint64_t gpa, uint64_t len)
 
 	for (i = 0; i < vm->nslots; i++) {
 		struct vm_slot *s = &vm->slots[i];
-		if (gpa >= s->gpa && len <= s->size && gpa - s->gpa <= s->size - len)
+		if (gpa >= s->gpa && len <= s->size && gpa - s->gpa <= s->size - len) {
+			if (s->hole_size && gpa < s->hole_gpa + s->hole_size && gpa + len > s->hole_gpa)
+				return NULL; /* not RAM */
 			return vm->ram + s->ram_offset + (gpa - s->gpa);
+		}
 	}
 	return NULL;
 }
@@ -186,31 +235,35 @@ int vm_dirty_log_stop(struct vm *vm, struct err *e)
 
 int vm_dirty_log_fetch(struct vm *vm, uint64_t *bitmap, struct err *e)
 {
-	int i;
+	int i, k, n;
 
 	for (i = 0; i < vm->nslots; i++) {
-		struct vm_slot *s = &vm->slots[i];
-		uint64_t pages = s->size / PAGE_SIZE, words = (pages + 63) / 64, w;
-		uint64_t first = s->ram_offset / PAGE_SIZE;
-		uint64_t *buf = calloc(words, sizeof(uint64_t));
-		struct kvm_dirty_log log = { .slot = (uint32_t)i, .dirty_bitmap = buf };
+		uint64_t gpa[2], size[2], off[2];
 
-		if (!buf)
-			return err_set(e, -ENOMEM, "dirty bitmap");
-		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+		n = slot_parts(&vm->slots[i], gpa, size, off);
+		for (k = 0; k < n; k++) {
+			uint64_t pages = size[k] / PAGE_SIZE, words = (pages + 63) / 64, w;
+			uint64_t first = off[k] / PAGE_SIZE;
+			uint64_t *buf = calloc(words, sizeof(uint64_t));
+			struct kvm_dirty_log log = { .slot = (uint32_t)(2 * i + k), .dirty_bitmap = buf };
+
+			if (!buf)
+				return err_set(e, -ENOMEM, "dirty bitmap");
+			if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+				free(buf);
+				return err_sys(e, -errno, "KVM_GET_DIRTY_LOG slot %d", 2 * i + k);
+			}
+			if (first % 64 == 0) {
+				/* whole words line up (bits past the part are zero) */
+				for (w = 0; w < words; w++)
+					bitmap[first / 64 + w] |= buf[w];
+			} else {
+				for (w = 0; w < pages; w++)
+					if (buf[w / 64] & (1ULL << (w % 64)))
+						bitmap[(first + w) / 64] |= 1ULL << ((first + w) % 64);
+			}
 			free(buf);
-			return err_sys(e, -errno, "KVM_GET_DIRTY_LOG slot %d", i);
 		}
-		if (first % 64 == 0) {
-			/* slot boundaries are 3 GiB aligned: whole words line up */
-			for (w = 0; w < words; w++)
-				bitmap[first / 64 + w] |= buf[w];
-		} else {
-			for (w = 0; w < pages; w++)
-				if (buf[w / 64] & (1ULL << (w % 64)))
-					bitmap[(first + w) / 64] |= 1ULL << ((first + w) % 64);
-		}
-		free(buf);
 	}
 	return 0;
 }

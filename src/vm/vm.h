@@ -19,11 +19,18 @@
 #define VM_MAX_RAM (64ULL << 30)
 #define VM_MAX_VCPUS 1
 #define VM_MAX_SLOTS 2
+/* Legacy VGA window: never RAM, so device memory (the text screen) can live there
+ * outside the RAM that snapshots and migrations copy page by page. The RAM pages of
+ * the host mapping behind it stay unused (zero). */
+#define VM_LEGACY_HOLE 0xa0000ULL
+#define VM_LEGACY_HOLE_SIZE 0x20000ULL
+#define VM_MAX_DEVMEM 2
 
 struct vm_slot {
 	uint64_t gpa;
 	uint64_t size;
 	uint64_t ram_offset;   /* offset of this slot in the host RAM mapping */
+	uint64_t hole_gpa, hole_size;   /* GPAs inside the slot that are not RAM (0: none) */
 };
 
 struct vcpu;
@@ -37,6 +44,7 @@ struct vm {
 	uint64_t ram_pages;
 	int nslots;
 	struct vm_slot slots[VM_MAX_SLOTS];
+	int ndevmem;            /* device memory regions mapped (vm_map_devmem) */
 	bool dirty_logging;
 	int nr_vcpus;
 	struct vcpu *vcpus[VM_MAX_VCPUS];
@@ -46,7 +54,11 @@ struct vm {
 int vm_create(struct vm *vm, uint64_t ram_size, struct err *e);
 void vm_destroy(struct vm *vm);
 
-/* Host pointer for guest-physical range [gpa, gpa+len), or NULL if not all RAM. */
+/* Maps host memory that is not RAM (a device's, e.g. the VGA text buffer) into the
+ * legacy hole; the guest reads and writes it without exits. Not dirty-logged, not RAM. */
+int vm_map_devmem(struct vm *vm, uint64_t gpa, uint64_t size, void *host, struct err *e);
+
+/* Host pointer for guest-physical range [gpa, gpa+len), or NULL if not all RAM (the legacy hole is not). */
 void *vm_gpa_ptr(struct vm *vm, uint64_t gpa, uint64_t len);
 /* Guest-physical address of RAM page index p. */
 uint64_t vm_page_gpa(const struct vm *vm, uint64_t p);

@@ -31,6 +31,12 @@ static void serial_irq(void *opaque, int level)
 	vm_irq_line(&m->vm, SERIAL_IRQ, level);
 }
 
+static void kbd_irq(void *opaque, int level)
+{
+	struct machine *m = opaque;
+	vm_irq_line(&m->vm, I8042_IRQ, level);
+}
+
 static void on_reset(void *opaque)
 {
 	machine_stop(opaque, STOP_RESET, 0, "guest reset the machine (i8042)");
@@ -59,8 +65,18 @@ int machine_init(struct machine *m, uint64_t ram_size, int serial_fd, struct err
 	if (r < 0)
 		return r;
 	serial_init(&m->serial, serial_fd, serial_irq, m);
-	if (serial_attach(&m->serial, &m->bus) || i8042_attach(&m->kbd, &m->bus, on_reset, m) ||
+	i8042_init(&m->kbd, kbd_irq, on_reset, m);
+	r = vga_init(&m->vga, e);
+	if (r == 0)
+		r = vga_attach(&m->vga, &m->bus, &m->vm, e);
+	if (r < 0) {
+		vga_destroy(&m->vga);
+		vm_destroy(&m->vm);
+		return r;
+	}
+	if (serial_attach(&m->serial, &m->bus) || i8042_attach(&m->kbd, &m->bus) ||
 	    debug_exit_attach(&m->dbg, &m->bus, on_debug_exit, m)) {
+		vga_destroy(&m->vga);
 		vm_destroy(&m->vm);
 		return err_set(e, -ENOSPC, "port bus full");
 	}
@@ -79,7 +95,9 @@ void machine_destroy(struct machine *m)
 	vcpu_destroy(m->vcpu);
 	m->vcpu = NULL;
 	serial_destroy(&m->serial);
+	i8042_destroy(&m->kbd);
 	vm_destroy(&m->vm);
+	vga_destroy(&m->vga);
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);
 }

@@ -12,6 +12,7 @@
 #include "dev/debug_exit.h"
 #include "dev/i8042.h"
 #include "dev/serial.h"
+#include "dev/vga.h"
 #include "state/section.h"
 #include "util/err.h"
 #include "vm/vcpu.h"
@@ -59,6 +60,7 @@ struct machine {
 	struct pio_bus bus;
 	struct serial serial;
 	struct i8042 kbd;
+	struct vga vga;            /* text screen: sealvm memory, not guest RAM */
 	struct debug_exit dbg;
 
 	pthread_mutex_t lock;

@@ -1,0 +1,199 @@
+#include "console/tls.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *ctls_reason(char *buf, size_t len)
+{
+	unsigned long ec = ERR_peek_last_error();
+	const char *r = ec ? ERR_reason_error_string(ec) : NULL;
+
+	snprintf(buf, len, "%s", r ? r : ec ? "TLS error" : "connection closed");
+	ERR_clear_error();
+	return buf;
+}
+
+int ctls_parse_uri(const char *uri, char *host, size_t hostlen, char *port, size_t portlen, struct err *e)
+{
+	const char *h, *colon;
+	size_t n;
+
+	if (strncmp(uri, "tls://", 6))
+		return err_set(e, -EINVAL, "console address must be tls://HOST:PORT (got '%s')", uri);
+	h = uri + 6;
+	if (*h == '[') {
+		const char *close = strchr(h, ']');
+		if (!close || close[1] != ':')
+			return err_set(e, -EINVAL, "bad console address '%s'", uri);
+		n = (size_t)(close - h - 1);
+		h++;
+		colon = close + 1;
+	} else {
+		colon = strrchr(h, ':');
+		if (!colon)
+			return err_set(e, -EINVAL, "console address '%s' has no port", uri);
+		n = (size_t)(colon - h);
+	}
+	if (!n || n >= hostlen || !colon[1] || strlen(colon + 1) >= portlen ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return err_set(e, -EINVAL, "bad console address '%s'", uri);
+	memcpy(host, h, n);
+	host[n] = 0;
+	snprintf(port, portlen, "%s", colon + 1);
+	return 0;
+}
+
+static SSL_CTX *base_ctx(bool server, const char *cert, const char *key, const char *ca, struct err *e)
+{
+	char why[160];
+	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+
+	if (!ctx) {
+		err_set(e, -ENOMEM, "TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				      SSL_MODE_NO_AUTO_CHAIN);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		err_set(e, -EINVAL, "cannot load certificate %s (%s)", cert, ctls_reason(why, sizeof(why)));
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+		err_set(e, -EINVAL, "cannot load key %s for %s (%s)", key, cert, ctls_reason(why, sizeof(why)));
+		goto fail;
+	}
+	/* Only the given CA: no system paths. */
+	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+		err_set(e, -EINVAL, "cannot load CA %s (%s)", ca, ctls_reason(why, sizeof(why)));
+		goto fail;
+	}
+	if (server) {
+		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
+		if (names)
+			SSL_CTX_set_client_CA_list(ctx, names);
+		ERR_clear_error();
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	} else {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	SSL_CTX_set_verify_depth(ctx, 4);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+SSL_CTX *ctls_server_ctx(const char *host_dir, const char *owner_ca, struct err *e)
+{
+	char cert[4096], key[4096];
+
+	snprintf(cert, sizeof(cert), "%s/cert.pem", host_dir);
+	snprintf(key, sizeof(key), "%s/key.pem", host_dir);
+	return base_ctx(true, cert, key, owner_ca, e);
+}
+
+SSL_CTX *ctls_client_ctx(const char *dir, struct err *e)
+{
+	char cert[4096], key[4096], ca[4096];
+
+	snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+	snprintf(key, sizeof(key), "%s/key.pem", dir);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	return base_ctx(false, cert, key, ca, e);
+}
+
+static long ms_left(const struct timespec *end)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (end->tv_sec - now.tv_sec) * 1000 + (end->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+int ctls_connect(SSL_CTX *ctx, const char *host, const char *port, int timeout_ms, SSL **out,
+		 struct err *e)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	struct timespec end;
+	char why[160];
+	struct in6_addr a6;
+	SSL *ssl = NULL;
+	int fd = -1, r;
+
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += timeout_ms / 1000;
+	end.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (getaddrinfo(host, port, &hints, &ai) || !ai)
+		return err_set(e, -EHOSTUNREACH, "cannot resolve %s", host);
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		freeaddrinfo(ai);
+		return err_sys(e, -errno, "socket");
+	}
+	r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+	freeaddrinfo(ai);
+	if (r < 0 && errno != EINPROGRESS) {
+		r = err_sys(e, -errno, "cannot connect to %s:%s", host, port);
+		goto fail;
+	}
+	ssl = SSL_new(ctx);
+	if (!ssl || !SSL_set_fd(ssl, fd)) {
+		r = err_set(e, -ENOMEM, "TLS session");
+		goto fail;
+	}
+	/* The server's certificate must name the host we asked for. */
+	if (inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1)
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+	else
+		SSL_set1_host(ssl, host);
+	SSL_set_tlsext_host_name(ssl, host);
+	for (;;) {
+		int rc = SSL_connect(ssl), err;
+		struct pollfd p = { .fd = fd };
+		long left;
+
+		if (rc == 1)
+			break;
+		err = SSL_get_error(ssl, rc);
+		if (err == SSL_ERROR_WANT_READ)
+			p.events = POLLIN;
+		else if (err == SSL_ERROR_WANT_WRITE)
+			p.events = POLLOUT;
+		else {
+			long vr = SSL_get_verify_result(ssl);
+			if (vr != X509_V_OK)
+				r = err_set(e, -EACCES, "console server %s not trusted: %s", host,
+					    X509_verify_cert_error_string(vr));
+			else
+				r = err_set(e, -EACCES, "console TLS handshake with %s failed: %s", host,
+					    ctls_reason(why, sizeof(why)));
+			goto fail;
+		}
+		left = ms_left(&end);
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+			r = err_set(e, -ETIMEDOUT, "console TLS handshake with %s:%s timed out", host, port);
+			goto fail;
+		}
+	}
+	/* The client reads and writes with blocking calls from here on. */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	*out = ssl;
+	return 0;
+fail:
+	SSL_free(ssl);
+	close(fd);
+	return r;
+}
