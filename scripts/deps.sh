@@ -2,10 +2,10 @@
 # Installs the Debian packages sealvm needs (when run as root), or says exactly what to install.
 # Usage: deps.sh build|test|bench
 set -euo pipefail
-need=(gcc make binutils libc6-dev libssl-dev libjansson-dev libxxhash-dev openssl)
+need=(gcc make binutils libc6-dev libssl-dev libjansson-dev libxxhash-dev openssl libtss2-dev)
 case "${1:-build}" in
   build) ;;
-  test)  need+=(clang libclang-rt-14-dev iproute2 qemu-system-x86 procps python3) ;;
+  test)  need+=(clang libclang-rt-14-dev iproute2 qemu-system-x86 procps python3 swtpm swtpm-tools) ;;
   bench) need+=(qemu-system-x86 gnuplot-nox openssl iproute2 python3) ;;
 esac
 missing=()
