@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/run.h"
+#include "cli/trust_cmds.h"
 #include "control/control.h"
 
 static void usage(FILE *f)
@@ -10,7 +11,12 @@ static void usage(FILE *f)
 	fprintf(f, "usage: sealvm run --kernel FILE [--cmdline STR] [--mem SIZE] [--serial stdio|file:PATH]\n"
 		   "                  [--control SOCKET]\n"
 		   "       sealvm run --restore FILE [--serial ...] [--control ...]\n"
-		   "       sealvm ctl SOCKET status|pause|resume|quit|stats|snapshot FILE\n");
+		   "       sealvm ctl SOCKET status|pause|resume|quit|stats|snapshot FILE\n"
+		   "       sealvm host init|measure ...      this host's TPM keys and measurements\n"
+		   "       sealvm admin keygen|sign|verify   the administrator's table and policy\n"
+		   "       sealvm attest quote|verify ...    the Attest phase by hand\n"
+		   "       sealvm policy check ...           what the migration policy decides\n"
+		   "       sealvm audit verify|show|append   the tamper-evident audit log\n");
 }
 
 int main(int argc, char **argv)
@@ -23,6 +29,16 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return ctl_client_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "host"))
+		return cmd_host(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "admin"))
+		return cmd_admin(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "attest"))
+		return cmd_attest(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "policy"))
+		return cmd_policy(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "audit"))
+		return cmd_audit(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return 0;

@@ -1,5 +1,6 @@
 #include "trust/tpm.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,8 +73,17 @@ int tpm_spec_check(const char *spec, struct err *e)
 	return parse_spec(spec, h, sizeof(h), p, sizeof(p), e);
 }
 
+/* libtss2 logs every TPM error answer on stderr, including the ones we expect (probing
+ * for a key that is not there yet); our errors carry the decoded code instead. An
+ * explicit TSS2_LOG from the user still wins. */
+static void quiet_tss2_log(void)
+{
+	setenv("TSS2_LOG", "all+NONE", 0);
+}
+
 int tpm_connect(const char *spec, struct tpm **out, struct err *e)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	char host[64], port[8], conf[96];
 	struct tpm *t;
 	size_t size = 0;
@@ -83,6 +93,7 @@ int tpm_connect(const char *spec, struct tpm **out, struct err *e)
 	*out = NULL;
 	if ((r = parse_spec(spec, host, sizeof(host), port, sizeof(port), e)) < 0)
 		return r;
+	pthread_once(&once, quiet_tss2_log);
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return err_set(e, -ENOMEM, "out of memory");
