@@ -522,7 +522,7 @@ void policy_check(const struct policy *p, const struct principal *who, enum poli
 	memset(out, 0, sizeof(*out));
 	if (p->expires && (int64_t)time(NULL) > p->expires) {
 		snprintf(out->rule, sizeof(out->rule), "policy-expired");
-		snprintf(out->reason, sizeof(out->reason), "policy denies %s to %s VM [%s]%s: the policy expired at %lld",
+		snprintf(out->reason, sizeof(out->reason), "policy denies %s to %s VM [%s]%s: the policy expired at %lld (rule policy-expired)",
 			 w, policy_op_name(op), l, route, (long long)p->expires);
 		return;
 	}
@@ -543,7 +543,7 @@ void policy_check(const struct policy *p, const struct principal *who, enum poli
 		}
 	snprintf(out->rule, sizeof(out->rule), "default-deny");
 	snprintf(out->reason, sizeof(out->reason),
-		 "policy denies %s to %s VM [%s]%s: no role allows it (default deny)", w, policy_op_name(op), l, route);
+		 "policy denies %s to %s VM [%s]%s: no role allows it (rule default-deny)", w, policy_op_name(op), l, route);
 }
 
 bool policy_is_sensitive(const struct policy *p, const struct labels *labels, int *which)
