@@ -33,12 +33,13 @@ struct audit_log {
 	bool last_is_head;
 };
 
-size_t audit_head_message(const uint8_t prev[32], uint64_t seq, uint8_t *out, size_t n)
+size_t audit_head_message(const uint8_t prev[32], uint64_t seq, const char *time, uint8_t *out, size_t n)
 {
-	size_t need = sizeof(head_domain) - 1 + 32 + 8;
+	size_t tl = strlen(time), need = sizeof(head_domain) - 1 + 32 + 8 + tl;
 
 	if (n < need)
 		return 0;
+	memcpy(out + need - tl, time, tl);
 	memcpy(out, head_domain, sizeof(head_domain) - 1);
 	memcpy(out + sizeof(head_domain) - 1, prev, 32);
 	for (int i = 0; i < 8; i++)
@@ -178,14 +179,16 @@ static json_t *new_record(struct audit_log *l, const char *event)
 
 static int head_locked(struct audit_log *l, struct err *e)
 {
-	uint8_t msg[128], *sig = NULL, q[32];
-	size_t mlen = audit_head_message(l->last_hash, l->next_seq, msg, sizeof(msg)), slen;
+	uint8_t msg[160], *sig = NULL, q[32];
+	size_t mlen, slen;
 	json_t *o = new_record(l, "head");
 	char *b64;
 	int rc;
 
 	if (!o)
 		return err_set(e, -ENOMEM, "out of memory");
+	mlen = audit_head_message(l->last_hash, l->next_seq, json_string_value(json_object_get(o, "time")), msg,
+				  sizeof(msg));
 	if ((rc = key_sign(l->key, msg, mlen, &sig, &slen, e)) < 0)
 		goto out;
 	b64 = b64_encode(sig, slen);
@@ -420,12 +423,17 @@ __attribute__((format(printf, 3, 4))) static void bad(struct audit_report *r, lo
 static int check_head(json_t *o, long long seq, const uint8_t prev[32], const struct audit_verify_opts *vo,
 		      struct audit_report *r, bool *have_counter, uint64_t *counter)
 {
-	uint8_t msg[128], q[32], *sig = NULL;
-	size_t mlen = audit_head_message(prev, (uint64_t)seq, msg, sizeof(msg)), slen = 0;
+	uint8_t msg[160], q[32], *sig = NULL;
+	const char *time = json_string_value(json_object_get(o, "time"));
+	size_t mlen = audit_head_message(prev, (uint64_t)seq, time, msg, sizeof(msg)), slen = 0;
 	json_t *k = json_object_get(o, "key"), *s = json_object_get(o, "sig"), *t = json_object_get(o, "tpm");
 	char fpr[FPR_HEX_LEN + 1];
 
 	r->heads++;
+	if (mlen == 0) {
+		bad(r, seq, "head has a malformed \"time\"");
+		return -1;
+	}
 	if (!json_is_string(k) || !json_is_string(s) || !(sig = b64_decode(json_string_value(s), &slen))) {
 		bad(r, seq, "signed head without a valid \"key\" and \"sig\"");
 		return -1;

@@ -15,8 +15,8 @@
  *   {..., "event": "head", "key": "<fingerprint>", "sig": "<base64>",
  *    "tpm": {"counter": 41, "attest": "<base64 TPMS_ATTEST>", "sig": "<base64>"}}
  *
- * "sig" is the host's audit key's signature over "sealvm-audit-head-v1\n" || prev || seq
- * (covering every record before the head). With a TPM, the head also increments the
+ * "sig" is the host's audit key's signature over "sealvm-audit-head-v1\n" || prev || seq ||
+ * time (covering every record before the head, and the head's own fields). With a TPM, the head also increments the
  * TPM's NV counter and has the attestation key certify it (TPM2_NV_Certify) with that
  * same message's SHA-256 as qualifying data: a signed statement, made by the TPM, that
  * this chain position came with this counter value. Counter values of consecutive
@@ -90,7 +90,8 @@ struct audit_report {
 /* Checks the whole log text; never fails (the verdict is in r). */
 void audit_verify(const char *text, size_t len, const struct audit_verify_opts *o, struct audit_report *r);
 
-/* The message a head's signature covers, and its SHA-256 (TPM qualifying data). */
-size_t audit_head_message(const uint8_t prev[32], uint64_t seq, uint8_t *out, size_t n);
+/* The message a head's signature covers (its SHA-256 is the TPM qualifying data);
+ * returns its length, 0 if n is too small. */
+size_t audit_head_message(const uint8_t prev[32], uint64_t seq, const char *time, uint8_t *out, size_t n);
 
 #endif
