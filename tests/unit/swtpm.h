@@ -58,7 +58,9 @@ static int swtpm_run(struct swtpm *s)
 			 "--flags", "not-need-init,startup-clear", NULL };
 
 	snprintf(state, sizeof(state), "dir=%s", s->dir);
-	for (int tries = 0; tries < 50; tries++) {
+	/* a restart keeps its port if it can (the host's configuration names it) */
+	for (int tries = 0; tries < 50 && !(s->port && swtpm_port_free_(s->port) && swtpm_port_free_(s->port + 1));
+	     tries++) {
 		int p = 20000 + (int)((unsigned)rand() % 20000);
 		if (swtpm_port_free_(p) && swtpm_port_free_(p + 1)) {
 			s->port = p;
