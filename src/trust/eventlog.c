@@ -255,10 +255,18 @@ int eventlog_measure(const char *state_dir, const char *tpm_spec, const char *ty
 		}
 		eventlog_free(&l);
 	}
-	for (size_t i = 0; i < l.n; i++)
-		if (l.ev[i].pcr == ev.pcr && !strcmp(l.ev[i].type, ev.type) && !memcmp(l.ev[i].digest, ev.digest, 32) &&
-		    !strcmp(l.ev[i].data, ev.data))
-			goto out;   /* already measured */
+	/* already measured? An executable once measured stays in the log (it ran since the
+	 * TPM started); a configuration counts as measured only if it is the latest one, so
+	 * going back to an older table or policy is measured again and shows as stale */
+	for (size_t i = l.n; i-- > 0;) {
+		const struct event *x = &l.ev[i];
+		if (x->pcr != ev.pcr || strcmp(x->type, ev.type))
+			continue;
+		if (!memcmp(x->digest, ev.digest, 32) && !strcmp(x->data, ev.data))
+			goto out;
+		if (!strcmp(ev.type, EVENT_TYPE_CONFIG))
+			break;
+	}
 	/* log first, then extend: a crash in between leaves an event the PCR lacks, which the
 	 * next start reports as a mismatch instead of silently losing a measurement */
 	hex_encode(digest, 32, hex);

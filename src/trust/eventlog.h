@@ -12,8 +12,10 @@
  *
  * The PCR is not resettable and the log lives as long as the TPM's power cycle: when
  * the PCR reads all zeros (the TPM restarted) a new log is begun and the old one kept as
- * eventlog.jsonl.old. An event identical to one already in the log is not extended
- * again (as IMA does), so the log grows with distinct measurements, not with starts. */
+ * eventlog.jsonl.old. An executable already in the log is not extended again (as IMA
+ * does), so the log grows with distinct measurements, not with starts; a configuration
+ * is skipped only when it equals the latest one, so returning to an older table or
+ * policy is measured again (and a verifier sees it as the host's current, stale one). */
 #ifndef SEALVM_TRUST_EVENTLOG_H
 #define SEALVM_TRUST_EVENTLOG_H
 

@@ -376,6 +376,36 @@ static void test_log_and_restart(void)
 		eventlog_free(&l);
 	}
 	free(text);
+	/* going back to an older table is measured again and shows as stale */
+	{
+		char body[4096];
+		struct trust_table *t3;
+		uint8_t nonce[32] = { 5 }, bound[32];
+		char *blob;
+
+		snprintf(body, sizeof(body),
+			 "{\"type\":\"sealvm-table\",\"version\":1,\"serial\":3,\"sealvm\":[\"%s\"],"
+			 "\"hosts\":[{\"name\":\"hostb\",\"ak\":%s,\"trust\":2}]}", exe_hex, ak_json);
+		write_signed(path_of("table3.signed"), body, admin);
+		o.table = path_of("table3.signed");
+		CHECKF(trust_start(&o, &ctx, &e) == 0, "%s", e.msg);
+		if (ctx)
+			CHECK_INT(ctx->events_added, 1);
+		trust_stop(ctx);
+		o.table = path_of("table.signed");
+		CHECKF(trust_start(&o, &ctx, &e) == 0, "%s", e.msg);
+		if (ctx)
+			CHECK_INT(ctx->events_added, 1);
+		trust_stop(ctx);
+		ctx = NULL;
+		t3 = table("\"serial\":3,", NULL, NULL, NULL);
+		attest_bind(nonce, NULL, 0, bound);
+		blob = evidence(bound);
+		expect("rolled back to an older table", blob, bound, t3, "hostb", 2, 0, "measurement",
+		       "table is stale (serial 2, ours is 3)");
+		free(blob);
+		table_free(t3);
+	}
 	/* a bad trust file stops the start, naming the file and the check */
 	{
 		char *t2;
