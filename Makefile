@@ -4,7 +4,7 @@ CC      ?= gcc
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
 BASE    := -std=gnu11 -D_GNU_SOURCE -Isrc $(WARN) -pthread
-LIBS    := -lssl -lcrypto -ljansson -lxxhash -lvncserver -lz -pthread
+LIBS    := -lssl -lcrypto -ljansson -lxxhash -lvncserver -lz -ltss2-esys -ltss2-mu -ltss2-rc -ltss2-tcti-swtpm -pthread
 B       := build
 
 LIB_SRC := $(sort $(wildcard src/*/*.c))

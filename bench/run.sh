@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-full}
 B=build/bench
+[ "$mode" = trust ] && exec bench/trust.sh   # trust steps (attestation, policy, audit): no VMs
 
 scripts/deps.sh bench
 [ -x build/sealvm ] && [ -f build/guest/memcheck.elf ] && [ -f build/guest/touch.elf ] ||

@@ -2,11 +2,11 @@
 # Installs the Debian packages sealvm needs (when run as root), or says exactly what to install.
 # Usage: deps.sh build|test|bench
 set -euo pipefail
-need=(gcc make binutils libc6-dev libssl-dev libjansson-dev libxxhash-dev openssl
+need=(gcc make binutils libc6-dev libssl-dev libjansson-dev libxxhash-dev openssl libtss2-dev
       libvncserver-dev zlib1g-dev console-setup-linux novnc websockify)
 case "${1:-build}" in
   build) ;;
-  test)  need+=(clang libclang-rt-14-dev iproute2 qemu-system-x86 procps python3 chromium python3-pil) ;;
+  test)  need+=(clang libclang-rt-14-dev iproute2 qemu-system-x86 procps python3 chromium python3-pil swtpm swtpm-tools) ;;
   bench) need+=(qemu-system-x86 gnuplot-nox openssl iproute2 python3) ;;
 esac
 missing=()

@@ -3,8 +3,8 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
-# SECONDS per target (default 300; 0 = build and replay only). TARGET is fuzz_stream,
-# fuzz_state, fuzz_multiboot, fuzz_control or fuzz_console ("stream" is short for fuzz_stream);
+# SECONDS per target (default 300; 0 = build and replay only). TARGET is one of ALL below
+# ("stream" is short for fuzz_stream);
 # default all. For each target:
 #   1. replays every input kept in fuzz/regress/TARGET/ (crashes fixed earlier);
 #   2. fuzzes for SECONDS with the corpus build/fuzz/corpus/TARGET, seeded from
@@ -16,7 +16,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
-ALL=(fuzz_stream fuzz_state fuzz_multiboot fuzz_control fuzz_console)
+ALL=(fuzz_stream fuzz_state fuzz_multiboot fuzz_control fuzz_console fuzz_table fuzz_policy fuzz_evidence fuzz_audit)
 secs=${1:-300}
 [ $# -gt 0 ] && shift
 if ! [[ "$secs" =~ ^[0-9]+$ ]]; then

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/run.h"
+#include "cli/trust_cmds.h"
 #include "console/client.h"
 #include "control/control.h"
 
@@ -12,7 +13,12 @@ static void usage(FILE *f)
 		   "                  [--control SOCKET]\n"
 		   "       sealvm run --restore FILE [--serial ...] [--control ...]\n"
 		   "       sealvm console tls://HOST:PORT --tls-dir OWNERDIR [--screen|--vnc ADDR:PORT|--web ADDR:PORT]\n"
-		   "       sealvm ctl SOCKET status|pause|resume|quit|stats|snapshot FILE\n");
+		   "       sealvm ctl SOCKET status|pause|resume|quit|stats|snapshot FILE\n"
+		   "       sealvm host init|measure ...      this host's TPM keys and measurements\n"
+		   "       sealvm admin keygen|sign|verify   the administrator's table and policy\n"
+		   "       sealvm attest quote|verify ...    the Attest phase by hand\n"
+		   "       sealvm policy check ...           what the migration policy decides\n"
+		   "       sealvm audit verify|show|append   the tamper-evident audit log\n");
 }
 
 int main(int argc, char **argv)
@@ -27,6 +33,16 @@ int main(int argc, char **argv)
 		return console_client_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return ctl_client_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "host"))
+		return cmd_host(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "admin"))
+		return cmd_admin(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "attest"))
+		return cmd_attest(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "policy"))
+		return cmd_policy(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "audit"))
+		return cmd_audit(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return 0;

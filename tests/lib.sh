@@ -126,3 +126,30 @@ still_running() {
   hb_after "$T/$name.out" "${seq:-0}" 10 || fail "$name's guest stopped making progress"
   check_clean "$T/$name.out"
 }
+
+# start_swtpm NAME: provisions a software TPM (swtpm_setup) with its state in $T/NAME.tpm
+# and serves it with `swtpm socket` on a free loopback port pair (PORT, PORT+1 for
+# control); the test's cleanup stops it. Sets TPM_SPEC (swtpm:host=127.0.0.1,port=PORT)
+# and TPM_PID. Skips the test when swtpm is not installed.
+start_swtpm() {
+  local name=$1 dir=$T/$1.tpm p n=50
+  command -v swtpm >/dev/null && command -v swtpm_setup >/dev/null ||
+    skip "swtpm is not installed (apt-get install swtpm swtpm-tools)"
+  mkdir -p "$dir"
+  swtpm_setup --tpm2 --tpmstate "$dir" --createek --overwrite >"$T/$name.swtpm_setup.log" 2>&1 ||
+    fail "swtpm_setup failed: $(tail -n 3 "$T/$name.swtpm_setup.log")"
+  while :; do
+    p=$(free_port)
+    ss -ltn 2>/dev/null | grep -q ":$((p + 1)) " || break
+  done
+  bg "$name.swtpm" swtpm socket --tpm2 --tpmstate "dir=$dir" \
+    --server "type=tcp,port=$p,bindaddr=127.0.0.1" --ctrl "type=tcp,port=$((p + 1)),bindaddr=127.0.0.1" \
+    --flags not-need-init,startup-clear
+  TPM_PID=$!
+  while ! ss -ltn 2>/dev/null | grep -q "127.0.0.1:$p "; do
+    n=$((n - 1))
+    [ $n -gt 0 ] && alive "$TPM_PID" || fail "swtpm did not start: $(cat "$T/$name.swtpm.log")"
+    sleep 0.1
+  done
+  TPM_SPEC="swtpm:host=127.0.0.1,port=$p"
+}

@@ -1,7 +1,7 @@
 /* TLS 1.3 for channels: contexts with this host's credentials, certificate checks,
  * and the handshake with its one-byte confirmation (see channel.h). */
 #include "channel/chan_impl.h"
-#include "util/secret.h"
+#include "util/secret_file.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -14,7 +14,7 @@
 #include "console/server.h"
 #include "control/control.h"
 #include "migrate/migrate.h"
-#include "util/secret.h"
+#include "util/secret_file.h"
 #include "util/size.h"
 #include "util/statedir.h"
 #include "vmm/machine.h"

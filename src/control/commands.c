@@ -8,7 +8,7 @@
 #include <openssl/crypto.h>
 
 #include "migrate/proto.h"
-#include "util/secret.h"
+#include "util/secret_file.h"
 #include "vmm/snapshot.h"
 
 void vmm_ctx_init(struct vmm_ctx *c, struct machine *m, const char *tls_dir, const struct state_dir *sd)

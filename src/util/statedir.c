@@ -8,37 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util/secret.h"
-
-void hex_encode(const uint8_t *in, size_t n, char *out)
-{
-	static const char d[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = d[in[i] >> 4];
-		out[2 * i + 1] = d[in[i] & 15];
-	}
-	out[2 * n] = 0;
-}
-
-static int nibble(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-int hex_decode(const char *in, uint8_t *out, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		int hi = nibble(in[2 * i]), lo = hi < 0 ? -1 : nibble(in[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return in[2 * n] == 0 || in[2 * n] == '\n' ? 0 : -EINVAL;
-}
+#include "util/secret_file.h"
 
 /* mkdir -p with mode 0700 for what it creates. */
 static int make_dirs(const char *path, struct err *e)
@@ -74,6 +44,8 @@ static int load_host_id(struct state_dir *sd, struct err *e)
 			close(fd);
 			len = n > 0 ? (size_t)n : 0;
 			buf[len] = 0;
+			if (len == 33 && buf[32] == '\n')
+				buf[32] = 0;
 			if (len != 33 || hex_decode(buf, sd->host_id, 16) < 0)
 				return err_set(e, -EINVAL, "%s is damaged (expected 32 hex digits); remove it to make a new host id", path);
 			return 0;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "util/err.h"
+#include "util/hex.h"
 
 #define STATE_DIR_DEFAULT "/var/lib/sealvm"
 
@@ -25,9 +26,5 @@ struct state_dir {
 int state_dir_open(struct state_dir *sd, const char *path, struct err *e);
 /* path/name, a subdirectory created mode 0700 if missing. */
 int state_dir_sub(const struct state_dir *sd, const char *name, char *out, size_t len, struct err *e);
-
-/* Lower-case hex of n bytes into out (2n+1 bytes); parses it back (0 or -EINVAL). */
-void hex_encode(const uint8_t *in, size_t n, char *out);
-int hex_decode(const char *in, uint8_t *out, size_t n);
 
 #endif

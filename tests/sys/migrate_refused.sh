@@ -42,7 +42,7 @@ try src_serveronly "$CERTS/hostb" "peer rejected our certificate" --src-tls "$CE
 grep -q "lacks clientAuth" "$T/dst_src_serveronly.log" || fail "destination did not say why it refused serveronly"
 try src_revoked "$T/hostb-crl" "peer rejected our certificate" --src-tls "$CERTS/revoked"
 try allow_from "$CERTS/hostb" "not admitted here \(--allow-from hostc,hostb\)" --allow-from hostc,hostb
-try openkey "$CERTS/hostb" "key.pem is accessible by group or others .*chmod 600" --src-tls "$T/openkey"
+try openkey "$CERTS/hostb" "key.pem is a secret but is readable by group or others .*chmod 600" --src-tls "$T/openkey"
 try nomem "$CERTS/hostb" "destination refused: not enough memory" --mem-limit 128M
 
 note "an allowed source is admitted"

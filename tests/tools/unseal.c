@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "state/sealed.h"
-#include "util/secret.h"
+#include "util/secret_file.h"
 #include "vmm/snapshot.h"
 
 int main(int argc, char **argv)

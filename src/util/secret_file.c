@@ -1,68 +1,49 @@
-#include "util/secret.h"
+#include "util/secret_file.h"
 
 #include <fcntl.h>
-#include <libgen.h>
-#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
-
+#include "util/file.h"
 #include "util/fsync.h"
-
-static int check_stat(const char *path, const struct stat *st, struct err *e)
-{
-	if (!S_ISREG(st->st_mode))
-		return err_set(e, -EINVAL, "%s is not a regular file", path);
-	if (st->st_mode & 077)
-		return err_set(e, -EACCES,
-			       "%s is accessible by group or others (mode %04o): a secret must be private; run: chmod 600 %s",
-			       path, (unsigned)(st->st_mode & 07777), path);
-	return 0;
-}
 
 int secret_file_check(const char *path, struct err *e)
 {
 	struct stat st;
 
 	if (stat(path, &st) < 0)
-		return err_sys(e, -errno, "cannot use %s", path);
-	return check_stat(path, &st, e);
+		return err_sys(e, -errno, "%s", path);
+	if (!S_ISREG(st.st_mode))
+		return err_set(e, -EINVAL, "%s is not a regular file", path);
+	if (st.st_mode & 077)
+		return err_set(e, -EACCES,
+			       "%s is a secret but is %s by group or others (mode %04o): run chmod 600 %s",
+			       path, (st.st_mode & 044) ? "readable" : "accessible",
+			       (unsigned)(st.st_mode & 07777), path);
+	return 0;
 }
 
-int secret_file_read(const char *path, void *buf, size_t max, size_t *len, struct err *e)
+int secret_file_read(const char *path, size_t max, char **out, size_t *len, struct err *e)
 {
-	struct stat st;
-	ssize_t n;
-	int fd, r;
+	int rc = secret_file_check(path, e);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return err_sys(e, -errno, "cannot open %s", path);
-	if (fstat(fd, &st) < 0) {
-		r = err_sys(e, -errno, "cannot stat %s", path);
-		goto out;
-	}
-	r = check_stat(path, &st, e);
-	if (r < 0)
-		goto out;
-	if ((uint64_t)st.st_size > max) {
-		r = err_set(e, -EFBIG, "%s is larger than %zu bytes: not a key file", path, max);
-		goto out;
-	}
-	n = read(fd, buf, max);
-	if (n < 0) {
-		r = err_sys(e, -errno, "cannot read %s", path);
-		goto out;
-	}
-	*len = (size_t)n;
-	r = 0;
-out:
-	close(fd);
-	return r;
+	*out = NULL;
+	*len = 0;
+	if (rc < 0)
+		return rc;
+	return file_read_all(path, max, out, len, e);
+}
+
+int secret_file_write(const char *path, const void *data, size_t len, int replace, struct err *e)
+{
+	if (!replace && access(path, F_OK) == 0)
+		return err_set(e, -EEXIST, "%s already exists (not replacing a key)", path);
+	return file_write_atomic(path, data, len, 0600, e);
 }
 
 int secret_file_create(const char *path, const void *buf, size_t len, struct err *e)
@@ -91,9 +72,9 @@ static int unhex(char c)
 
 int key_file_load(const char *path, uint8_t key[32], struct err *e)
 {
-	uint8_t buf[80];
+	char *buf = NULL;
 	size_t len = 0, i;
-	int r = secret_file_read(path, buf, sizeof(buf), &len, e);
+	int r = secret_file_read(path, 80, &buf, &len, e);
 
 	if (r < 0)
 		return r;
@@ -111,7 +92,8 @@ int key_file_load(const char *path, uint8_t key[32], struct err *e)
 	} else {
 		r = -EINVAL;
 	}
-	OPENSSL_cleanse(buf, sizeof(buf));
+	OPENSSL_cleanse(buf, len);
+	free(buf);
 	if (r < 0)
 		return err_set(e, -EINVAL, "%s is not a key: it must hold 32 bytes, or 64 hex digits (e.g. made by: openssl rand -hex 32 > %s; chmod 600 %s)",
 			       path, path, path);
