@@ -16,6 +16,8 @@
 #include "dev/serial.h"
 #include "migrate/proto.h"
 #include "state/pages.h"
+#include "state/sealed.h"
+#include "vmm/snapshot.h"
 #include "state/section.h"
 #include "vm/multiboot.h"
 #include "vm/vcpu.h"
@@ -355,6 +357,79 @@ static void control_seeds(void)
 	}
 }
 
+/* ---- sealed snapshot seeds: sealed with fuzz_sealed's fixed key ---- */
+
+static const uint8_t fixed_key[32] = { 0x5e, 0xa1, 0x7d, 0x00, 0xf0, 0x22, 0x11, 0x33 };
+
+static void sealed_seed(const char *name, unsigned npages)
+{
+	static uint8_t ram[RAM_SIZE];
+	struct snapshot_file_header fh = { .format = SNAPSHOT_FORMAT, .header_size = sizeof(fh),
+					   .cipher = SNAPSHOT_CIPHER_AES256GCM };
+	struct machine_config cfg = { .version = CONFIG_VERSION, .nr_vcpus = 1, .ram_size = RAM_SIZE };
+	struct iovec iov = { &cfg, sizeof(cfg) };
+	struct pages_stats st = { 0 };
+	struct sealed_keys k;
+	struct sealed_stream ss;
+	struct sec_writer w;
+	struct sec_bind bind;
+	struct err e = { 0 };
+	uint64_t idx[64];
+	unsigned i;
+	int fd = open_out("fuzz_sealed", name);
+
+	memcpy(fh.magic, SNAPSHOT_MAGIC, 8);
+	for (i = 0; i < 32; i++)
+		fh.salt[i] = (uint8_t)next_rand();
+	if (snapshot_file_keys(&fh, fixed_key, &k, fh.key_id, &e) < 0)
+		die("keys", &e);
+	write_all(fd, &fh, sizeof(fh));
+	if (sealed_writer_init(&ss, fd, k.data, &fh, sizeof(fh), fh.nonce_prefix, &e) < 0 ||
+	    sec_writer_init(&w, &ss.bs, &e) < 0)
+		die("sealed writer", &e);
+	snapshot_end_bind(&k, &fh, &bind);
+	w.bind = &bind;
+	if (sec_write(&w, SEC_CONFIG, 1, &iov, 1, &e) < 0)
+		die("CONFIG", &e);
+	memset(ram, 0, sizeof(ram));
+	for (i = 0; i < npages && i < 64; i++) {
+		ram[(0x10 + i) * PAGE_SIZE + i] = (uint8_t)(i + 1);
+		idx[i] = 0x10 + i;
+	}
+	if (npages && pages_send(&w, ram, idx, npages, false, true, &st, &e) < 0)
+		die("PAGES", &e);
+	if (sec_write_end(&w, st.data_pages + st.markers, &e) < 0 || sealed_writer_finish(&ss, &e) < 0)
+		die("END", &e);
+	sec_writer_fini(&w);
+	sealed_fini(&ss);
+	close(fd);
+}
+
+static void outcome_seeds(void)
+{
+	static const struct {
+		char sel;              /* 1: outcome record, 0: key text */
+		const char *text;
+	} seeds[] = {
+		{ 1, "{\"version\":1,\"outcome\":\"committed\",\"time\":1764400000,\"peer\":\"hosta\",\"ended\":\"\"}\n" },
+		{ 1, "{\"version\":1,\"outcome\":\"aborted\",\"time\":1764400000,\"peer\":\"hosta\",\"ended\":\"\"}\n" },
+		{ 1, "{\"version\":1,\"outcome\":\"committed\",\"time\":5,\"peer\":\"\",\"ended\":\"quit from the control socket\"}\n" },
+		{ 0, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n" },
+		{ 0, "abcdefghijklmnopqrstuvwxyz012345" },
+	};
+	char name[32];
+	size_t i;
+
+	for (i = 0; i < sizeof(seeds) / sizeof(seeds[0]); i++) {
+		int fd;
+		snprintf(name, sizeof(name), "seed-%zu", i);
+		fd = open_out("fuzz_outcome", name);
+		write_all(fd, &seeds[i].sel, 1);
+		write_all(fd, seeds[i].text, strlen(seeds[i].text));
+		close(fd);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -373,5 +448,8 @@ int main(int argc, char **argv)
 	state_seeds();
 	multiboot_seeds();
 	control_seeds();
+	sealed_seed("small", 3);
+	sealed_seed("empty", 0);
+	outcome_seeds();
 	return 0;
 }

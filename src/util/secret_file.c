@@ -70,28 +70,34 @@ static int unhex(char c)
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
+int key_parse(const char *buf, size_t len, uint8_t key[32])
+{
+	size_t i;
+
+	if (len == 32) {
+		memcpy(key, buf, 32);
+		return 0;
+	}
+	if (len != 64 && !(len == 65 && buf[64] == '\n'))
+		return -EINVAL;
+	for (i = 0; i < 32; i++) {
+		int hi = unhex(buf[2 * i]), lo = unhex(buf[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		key[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
 int key_file_load(const char *path, uint8_t key[32], struct err *e)
 {
 	char *buf = NULL;
-	size_t len = 0, i;
+	size_t len = 0;
 	int r = secret_file_read(path, 80, &buf, &len, e);
 
 	if (r < 0)
 		return r;
-	if (len == 32) {
-		memcpy(key, buf, 32);
-		r = 0;
-	} else if (len == 64 || (len == 65 && buf[64] == '\n')) {
-		for (i = 0, r = 0; i < 32 && r == 0; i++) {
-			int hi = unhex((char)buf[2 * i]), lo = unhex((char)buf[2 * i + 1]);
-			if (hi < 0 || lo < 0)
-				r = -EINVAL;
-			else
-				key[i] = (uint8_t)(hi << 4 | lo);
-		}
-	} else {
-		r = -EINVAL;
-	}
+	r = key_parse(buf, len, key);
 	OPENSSL_cleanse(buf, len);
 	free(buf);
 	if (r < 0)

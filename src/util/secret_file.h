@@ -25,6 +25,8 @@ int secret_file_write(const char *path, const void *data, size_t len, int replac
  * symlink, never over an existing file), and makes it durable. -EEXIST if it exists. */
 int secret_file_create(const char *path, const void *buf, size_t len, struct err *e);
 
+/* A key's text: 32 raw bytes, or 64 hex digits and an optional newline (0 or -EINVAL). */
+int key_parse(const char *buf, size_t len, uint8_t key[32]);
 /* A 32-byte key from a file holding it raw or as 64 hex digits (then an
  * optional newline); the file must pass secret_file_check. */
 int key_file_load(const char *path, uint8_t key[32], struct err *e);

@@ -35,7 +35,7 @@ int machine_send_ram(struct machine *m, struct sec_writer *w, struct pages_stats
 	return r;
 }
 
-static int file_keys(const struct snapshot_file_header *fh, const uint8_t key[32], struct sealed_keys *k,
+int snapshot_file_keys(const struct snapshot_file_header *fh, const uint8_t key[32], struct sealed_keys *k,
 		     uint8_t key_id[4], struct err *e)
 {
 	struct sealed_keys id;
@@ -49,7 +49,7 @@ static int file_keys(const struct snapshot_file_header *fh, const uint8_t key[32
 	return r;
 }
 
-static void end_bind(const struct sealed_keys *k, const struct snapshot_file_header *fh, struct sec_bind *b)
+void snapshot_end_bind(const struct sealed_keys *k, const struct snapshot_file_header *fh, struct sec_bind *b)
 {
 	memset(b, 0, sizeof(*b));
 	memcpy(b->key, k->end, 32);
@@ -77,7 +77,7 @@ int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], st
 	if (RAND_bytes(fh.salt, sizeof(fh.salt)) != 1 || RAND_bytes(fh.nonce_prefix, 4) != 1 ||
 	    RAND_bytes(r8, sizeof(r8)) != 1)
 		return err_set(e, -EIO, "no randomness for the snapshot");
-	r = file_keys(&fh, key, &k, fh.key_id, e);
+	r = snapshot_file_keys(&fh, key, &k, fh.key_id, e);
 	if (r < 0)
 		return r;
 	/* a name nobody could have planted: never written through a symlink, never reused */
@@ -97,7 +97,7 @@ int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], st
 	sealed = r == 0;
 	if (r == 0)
 		r = sec_writer_init(&w, &ss.bs, e);
-	end_bind(&k, &fh, &bind);
+	snapshot_end_bind(&k, &fh, &bind);
 	w.bind = &bind;
 	if (r == 0)
 		r = machine_save_config(m, &w, e);
@@ -128,10 +128,11 @@ int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], st
 	return r;
 }
 
-static int read_file_header(int fd, const char *path, struct snapshot_file_header *fh, struct err *e)
+int snapshot_check_header(const void *buf, size_t n, const char *path, struct snapshot_file_header *fh,
+			  struct err *e)
 {
-	ssize_t n = read(fd, fh, sizeof(*fh));
-
+	memset(fh, 0, sizeof(*fh));
+	memcpy(fh, buf, n < sizeof(*fh) ? n : sizeof(*fh));
 	if (n < 16)
 		return err_set(e, -EINVAL, "%s is not a sealvm snapshot (too short)", path);
 	if (memcmp(fh->magic, SNAPSHOT_MAGIC, 8))
@@ -143,10 +144,18 @@ static int read_file_header(int fd, const char *path, struct snapshot_file_heade
 		return err_set(e, -EPROTO,
 			       "%s is an unsealed snapshot (format 1, from an older sealvm): refused, since nothing proves it was not altered",
 			       path);
-	if (fh->format != SNAPSHOT_FORMAT || n != sizeof(*fh) || fh->header_size != sizeof(*fh) ||
+	if (fh->format != SNAPSHOT_FORMAT || n < sizeof(*fh) || fh->header_size != sizeof(*fh) ||
 	    fh->cipher != SNAPSHOT_CIPHER_AES256GCM || fh->flags)
 		return err_set(e, -EPROTO, "%s has an unsupported snapshot header", path);
 	return 0;
+}
+
+static int read_file_header(int fd, const char *path, struct snapshot_file_header *fh, struct err *e)
+{
+	uint8_t buf[sizeof(*fh)];
+	ssize_t n = read(fd, buf, sizeof(buf));
+
+	return snapshot_check_header(buf, n < 0 ? 0 : (size_t)n, path, fh, e);
 }
 
 int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, struct machine *m,
@@ -172,7 +181,7 @@ int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, str
 	machine_loader_init(&ld);
 	r = read_file_header(fd, path, &fh, e);
 	if (r == 0)
-		r = file_keys(&fh, key, &k, key_id, e);
+		r = snapshot_file_keys(&fh, key, &k, key_id, e);
 	if (r == 0 && memcmp(key_id, fh.key_id, 4))
 		r = err_set(e, -EACCES, "%s was sealed with another key (give the one it was written with: --key-file, or the --state-dir of the host that wrote it)",
 			    path);
@@ -181,7 +190,7 @@ int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, str
 	sealed = r == 0;
 	if (r == 0)
 		r = sec_reader_init(&rd, &ss.bs, e);
-	end_bind(&k, &fh, &bind);
+	snapshot_end_bind(&k, &fh, &bind);
 	rd.bind = &bind;
 	if (r == 0)
 		r = sec_read_hdr(&rd, &h, e);

@@ -47,4 +47,13 @@ int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], st
 int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, struct machine *m,
 		     struct snapshot_stats *st, struct err *e);
 
+/* Pieces of restore, for tools and fuzzing: the header check (n bytes read), the
+ * file's keys (and the master key's id), and the binding of its END section. */
+int snapshot_check_header(const void *buf, size_t n, const char *path, struct snapshot_file_header *fh,
+			  struct err *e);
+struct sealed_keys;
+int snapshot_file_keys(const struct snapshot_file_header *fh, const uint8_t key[32], struct sealed_keys *k,
+		       uint8_t key_id[4], struct err *e);
+void snapshot_end_bind(const struct sealed_keys *k, const struct snapshot_file_header *fh, struct sec_bind *b);
+
 #endif
