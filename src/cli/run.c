@@ -19,6 +19,7 @@
 struct run_opts {
 	const char *kernel, *cmdline, *serial, *control, *restore, *incoming, *tls_dir;
 	uint64_t mem, mem_limit;
+	int cpus;
 };
 
 static void usage(FILE *f)
@@ -28,6 +29,7 @@ static void usage(FILE *f)
 		"       sealvm run --restore FILE [options]\n"
 		"options:\n"
 		"  --mem SIZE          guest RAM, e.g. 512M, 4G (default 256M; a bare number is MiB)\n"
+		"  --cpus N            vCPUs, 1 to 64 (default 1); APs wait for INIT/SIPI\n"
 		"  --serial stdio|file:PATH|none   where the guest's COM1 goes (default stdio)\n"
 		"  --control SOCKET    JSON-lines control socket (see `sealvm ctl`)\n"
 		"  --incoming tls://ADDR:PORT  wait for one VM migrated here (tcp:// is INSECURE)\n"
@@ -42,13 +44,15 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "mem", required_argument, NULL, 'm' },     { "serial", required_argument, NULL, 's' },
 		{ "control", required_argument, NULL, 'C' }, { "restore", required_argument, NULL, 'r' },
 		{ "incoming", required_argument, NULL, 'i' }, { "tls-dir", required_argument, NULL, 't' },
-		{ "mem-limit", required_argument, NULL, 'L' }, { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+		{ "mem-limit", required_argument, NULL, 'L' }, { "cpus", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	memset(o, 0, sizeof(*o));
 	o->mem = 256ULL << 20;
 	o->serial = "stdio";
+	o->cpus = 1;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -68,6 +72,15 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 			if (o->mem % PAGE_SIZE)
 				return err_set(e, -EINVAL, "--mem %s is not a whole number of 4 KiB pages", optarg);
 			break;
+		case 'p': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (end == optarg || *end || n < 1 || n > VM_MAX_VCPUS)
+				return err_set(e, -EINVAL, "--cpus %s: give a number of vCPUs from 1 to %d", optarg,
+					       VM_MAX_VCPUS);
+			o->cpus = (int)n;
+			break;
+		}
 		case 'L':
 			if (parse_size(optarg, 1, &o->mem_limit, e) < 0)
 				return err_wrap(e, "--mem-limit");
@@ -182,7 +195,7 @@ int cmd_run(int argc, char **argv)
 				o.restore, (unsigned long long)st.pages.data_pages, (double)st.ns / 1e6,
 				st.ns ? (double)m.vm.ram_size / (double)st.ns : 0.0);
 	} else if (o.kernel) {
-		r = machine_init(&m, o.mem, serial_fd, &e);
+		r = machine_init(&m, o.mem, o.cpus, serial_fd, &e);
 		if (r == 0 && (r = machine_boot(&m, o.kernel, o.cmdline, &e)) < 0)
 			machine_destroy(&m);
 	} else {

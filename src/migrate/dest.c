@@ -175,7 +175,7 @@ static int admit(const struct incoming_params *p, const struct mig_hello *h, cha
 			 MIG_PROTO_VERSION);
 		return -EPROTO;
 	}
-	if (h->nr_vcpus != 1 || h->ram_size < VM_MIN_RAM || h->ram_size > VM_MAX_RAM ||
+	if (h->nr_vcpus < 1 || h->nr_vcpus > VM_MAX_VCPUS || h->ram_size < VM_MIN_RAM || h->ram_size > VM_MAX_RAM ||
 	    h->ram_size % PAGE_SIZE) {
 		snprintf(why, n, "VM shape not supported (%u vCPUs, %llu bytes)", h->nr_vcpus,
 			 (unsigned long long)h->ram_size);
@@ -261,6 +261,7 @@ static int receive(struct rx *x, uint64_t *load_ns, struct err *e)
 	int r, i;
 
 	machine_loader_init(&ld);
+	ld.nr_vcpus = (uint32_t)x->m->nr_vcpus;
 	for (i = 1; i < x->n; i++)
 		if (pthread_create(&x->lanes[i].thread, NULL, lane_thread, &x->lanes[i]) == 0)
 			x->lanes[i].started = true;
@@ -460,7 +461,7 @@ int migrate_incoming(const struct incoming_params *p, struct machine *m, struct 
 	memcpy(in->id, h.id, sizeof(in->id));
 	r = admit(p, &h, why, sizeof(why));
 	if (r == 0) {
-		r = machine_init(m, h.ram_size, p->serial_fd, e);
+		r = machine_init(m, h.ram_size, (int)h.nr_vcpus, p->serial_fd, e);
 		inited = r == 0;
 		if (r < 0)
 			snprintf(why, sizeof(why), "cannot create the VM: %s", e->msg);

@@ -132,7 +132,7 @@ static int hello_on(struct lane *l, uint32_t flags, uint32_t channels, uint32_t 
 {
 	struct src *s = l->s;
 	struct mig_hello h = { .proto = MIG_PROTO_VERSION, .flags = flags, .ram_size = s->m->vm.ram_size,
-			       .nr_vcpus = 1, .channels = channels };
+			       .nr_vcpus = (uint32_t)s->m->nr_vcpus, .channels = channels };
 	struct mig_hello_ack a;
 	int r;
 

@@ -31,8 +31,8 @@ static double gbps(uint64_t bytes, uint64_t ns)
 
 static json_t *cmd_status(struct machine *m)
 {
-	return json_pack("{s:s, s:I, s:I}", "state", machine_state_name(machine_state(m)),
-			 "ram_bytes", (json_int_t)m->vm.ram_size,
+	return json_pack("{s:s, s:I, s:i, s:I}", "state", machine_state_name(machine_state(m)),
+			 "ram_bytes", (json_int_t)m->vm.ram_size, "vcpus", m->nr_vcpus,
 			 "uptime_ms", (json_int_t)((now_ns() - m->started_ns) / 1000000));
 }
 
