@@ -315,6 +315,11 @@ int machine_start(struct machine *m, struct err *e)
 		c->v->run->immediate_exit = m->held ? 1 : 0; /* held: park before the first guest instruction */
 		r = pthread_create(&c->thread, NULL, vcpu_thread, c);
 		c->started = r == 0;
+		if (r == 0) {
+			char name[16];
+			snprintf(name, sizeof(name), "vcpu%d", i); /* ps, top and the benchmark tell them apart */
+			pthread_setname_np(c->thread, name);
+		}
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (r) {
