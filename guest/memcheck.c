@@ -27,7 +27,8 @@
  *       shared=<pages>  shared region on several CPUs (64)
  *       duty=<pct>  share of each timer tick a CPU works before it halts until the next interrupt
  *                (100: never halts; default 100 on one CPU, 50 on several, so idle time is given back)
- *       apdelay=<ms>  wait this long (halted) before starting the APs, which wait for SIPI meanwhile
+ *       apdelay=<ms>  wait this long (halted) before starting the APs, which wait for INIT meanwhile
+ *       initwait=<ms>  between INIT and SIPI (10), the AP waiting for SIPI meanwhile
  * Exit status 2: working set does not fit (or no memory info); 3: an AP did not start.
  *
  * Hot paths are per page: a handful of instructions plus one rep stosd / repe scasd. */
@@ -352,6 +353,7 @@ void gmain(uint32_t magic, struct multiboot_info *mbi)
     uint32_t selftest = arg_u32(cmd, "selftest", 0);
     uint32_t cpus_max = arg_u32(cmd, "cpus", 0), tables = arg_u32(cmd, "tables", 0);
     uint32_t shared_arg = arg_u32(cmd, "shared", 64), apdelay = arg_u32(cmd, "apdelay", 0);
+    smp_init_wait_ms = arg_u32(cmd, "initwait", 10);
     if (arg_u32(cmd, "light", 0))
         bmask = LIGHT_BODY;
     if (rate > 65535)
@@ -393,7 +395,7 @@ void gmain(uint32_t magic, struct multiboot_info *mbi)
     }
     if (ncpus > 1) {
         if (apdelay) {
-            gprintf("APDELAY %u ms: the APs wait for SIPI\n", apdelay);
+            gprintf("APDELAY %u ms: the APs wait for INIT\n", apdelay);
             uint32_t t0 = tsc_ms();
             while (tsc_ms() - t0 < apdelay)
                 cpu_halt();

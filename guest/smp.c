@@ -23,6 +23,7 @@
 
 struct cpu_table smp_table;
 uint32_t smp_ncpus = 1;
+uint32_t smp_init_wait_ms = 10;
 static uintptr_t lapic = 0xfee00000u;
 volatile uint32_t *lapic_eoi_reg = (volatile uint32_t *)(0xfee00000u + LAPIC_EOI); /* isr.S */
 
@@ -134,7 +135,14 @@ uint32_t smp_start_aps(void (*fn)(uint32_t cpu))
         ap_boot_stack = (uint32_t)(uintptr_t)&ap_stacks[i][AP_STACK];
         __asm__ __volatile__("" ::: "memory");
         send_ipi(id, ICR_INIT);
-        delay_us(10000);
+        if (smp_init_wait_ms > 10) {
+            gprintf("INIT sent to cpu %u, SIPI in %u ms\n", i, smp_init_wait_ms);
+            uint32_t t0 = tsc_ms();
+            while (tsc_ms() - t0 < smp_init_wait_ms)
+                cpu_halt();
+        } else {
+            delay_us(smp_init_wait_ms * 1000u);
+        }
         for (int k = 0; k < 2 && !ap_up; k++) {
             send_ipi(id, ICR_SIPI | (TRAMPOLINE_ADDR >> 12));
             delay_us(200);

@@ -15,6 +15,7 @@
 
 extern struct cpu_table smp_table; /* valid after smp_init */
 extern uint32_t smp_ncpus;         /* processors this guest uses (1 until smp_init) */
+extern uint32_t smp_init_wait_ms;  /* INIT to SIPI (10, as the SDM says; longer halts meanwhile) */
 
 /* Reads the processor table (tables: 0 the ACPI MADT, else the MP table; 1 MP only; 2 ACPI only), limits it
  * to max CPUs (0: all) and makes the caller CPU 0. Returns smp_ncpus, or 0 with a message

@@ -1,6 +1,6 @@
 # Two-vCPU VMs: the guest finds both processors in sealvm's MP table and starts the
-# second with INIT/SIPI; a snapshot/restore round trip, one taken while the AP still
-# waits for SIPI, a TLS pre-copy migration under load and a hand-over that fails
+# second with INIT/SIPI; a snapshot/restore round trip, snapshots taken while the AP
+# waits for INIT or for the SIPI, a TLS pre-copy migration under load and a hand-over that fails
 # after READY all carry both vCPUs: every page verified afterwards, both CPUs'
 # heartbeats continuing. A one-vCPU snapshot in the format before multi-vCPU support
 # still restores. The memory checker halts its CPUs half of each tick, so the
@@ -94,19 +94,25 @@ verified "$T/dst.out"
 ctl "$T/dst.sock" quit >/dev/null
 wait_exit "$DST_PID" 20 || fail "VM did not quit"
 
-note "snapshot while the AP still waits for SIPI: it is started after the restore"
-bg sipi "$SEALVM" run --kernel "$GUEST/memcheck.elf" --cmdline "ws=4 rate=8 light=1 hb=250 apdelay=6000" \
-  --mem 64M --cpus 2 --serial "file:$T/sipi.out" --control "$T/sipi.sock"
-spid=$!
-wait_for "$T/sipi.out" "^APDELAY" 30 || fail "no APDELAY"
-ctl "$T/sipi.sock" snapshot "$T/sipi.snap" > "$T/sipi.json" || fail "snapshot failed: $(cat "$T/sipi.json")"
-grep -q "^CPU 1 up" "$T/sipi.out" && fail "the AP started before the snapshot: make apdelay longer"
-kill -9 "$spid"; wait "$spid" 2>/dev/null
-bg sipi2 "$SEALVM" run --restore "$T/sipi.snap" --serial "file:$T/sipi2.out" --control "$T/sipi2.sock"
-wait_for "$T/sipi2.out" "^CPU 1 up apic=1$" 30 || { cat "$T/sipi2.log"; fail "the restored AP did not start"; }
-both_continue "$T/sipi2.out" 1 1 30
-verified "$T/sipi2.out"
-ctl "$T/sipi2.sock" quit >/dev/null
+# The AP before INIT (KVM's wait-for-SIPI state, UNINITIALIZED), and after INIT but before the
+# SIPI (INIT_RECEIVED: a SIPI is taken only then, so an AP restored in any other state never starts).
+for c in "apdelay=6000:^APDELAY:before INIT" "initwait=6000:^INIT sent to cpu 1:between INIT and SIPI"; do
+  IFS=: read -r arg marker what <<<"$c"
+  note "snapshot while the AP waits $what: it is started after the restore"
+  rm -f "$T"/sipi*
+  bg sipi "$SEALVM" run --kernel "$GUEST/memcheck.elf" --cmdline "ws=4 rate=8 light=1 hb=250 $arg" \
+    --mem 64M --cpus 2 --serial "file:$T/sipi.out" --control "$T/sipi.sock"
+  spid=$!
+  wait_for "$T/sipi.out" "$marker" 30 || fail "no $marker"
+  ctl "$T/sipi.sock" snapshot "$T/sipi.snap" > "$T/sipi.json" || fail "snapshot failed: $(cat "$T/sipi.json")"
+  grep -q "^CPU 1 up" "$T/sipi.out" && fail "the AP started before the snapshot: wait longer"
+  kill -9 "$spid"; wait "$spid" 2>/dev/null
+  bg sipi2 "$SEALVM" run --restore "$T/sipi.snap" --serial "file:$T/sipi2.out" --control "$T/sipi2.sock"
+  wait_for "$T/sipi2.out" "^CPU 1 up apic=1$" 30 || { cat "$T/sipi2.log"; fail "the restored AP did not start"; }
+  both_continue "$T/sipi2.out" 1 1 30
+  verified "$T/sipi2.out"
+  ctl "$T/sipi2.sock" quit >/dev/null
+done
 
 # tests/data/counter-config-v1.snap: a counter guest snapshotted (4 MiB) by sealvm before it ran
 # several vCPUs (commit a407a46), on another host: CONFIG version 1, one VCPU section
