@@ -20,6 +20,7 @@ struct run_opts {
 	const char *kernel, *cmdline, *serial, *control, *restore, *incoming, *tls_dir;
 	uint64_t mem, mem_limit;
 	int cpus;
+	bool cpus_given;
 };
 
 static void usage(FILE *f)
@@ -79,6 +80,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 				return err_set(e, -EINVAL, "--cpus %s: give a number of vCPUs from 1 to %d", optarg,
 					       VM_MAX_VCPUS);
 			o->cpus = (int)n;
+			o->cpus_given = true;
 			break;
 		}
 		case 'L':
@@ -97,6 +99,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "unexpected argument '%s'", argv[optind]);
 	if (!!o->kernel + !!o->restore + !!o->incoming != 1)
 		return err_set(e, -EINVAL, "give exactly one of --kernel, --restore or --incoming");
+	if (o->cpus_given && !o->kernel)
+		return err_set(e, -EINVAL, "--cpus goes with --kernel: a snapshot or an incoming VM brings its own vCPUs");
 	if (o->incoming && !o->tls_dir && strncmp(o->incoming, "tcp://", 6))
 		return err_set(e, -EINVAL, "--incoming tls:// needs --tls-dir DIR");
 	return 0;

@@ -1,6 +1,6 @@
 #include "vm/cpuid.h"
 
-#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -32,21 +32,20 @@ uint32_t cpuid_filter(struct kvm_cpuid_entry2 *t, uint32_t n)
 
 int cpuid_host_table(int kvm_fd, struct kvm_cpuid_entry2 *out, uint32_t *n, struct err *e)
 {
-	static struct cpuid_buf b; /* the same on every call; guarded by the lock below */
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	int r = 0;
+	struct cpuid_buf *b = calloc(1, sizeof(*b));
 
-	pthread_mutex_lock(&lock);
-	memset(&b, 0, sizeof(b));
-	b.h.nent = CPUID_MAX_ENTRIES;
-	if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, &b) < 0) {
-		r = err_sys(e, -errno, "KVM_GET_SUPPORTED_CPUID");
-	} else {
-		*n = cpuid_filter(b.e, b.h.nent);
-		memcpy(out, b.e, *n * sizeof(out[0]));
+	if (!b)
+		return err_set(e, -ENOMEM, "CPUID table");
+	b->h.nent = CPUID_MAX_ENTRIES;
+	if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, b) < 0) {
+		int r = err_sys(e, -errno, "KVM_GET_SUPPORTED_CPUID");
+		free(b);
+		return r;
 	}
-	pthread_mutex_unlock(&lock);
-	return r;
+	*n = cpuid_filter(b->e, b->h.nent);
+	memcpy(out, b->e, *n * sizeof(out[0]));
+	free(b);
+	return 0;
 }
 
 void cpuid_set_apic_id(struct kvm_cpuid_entry2 *t, uint32_t n, uint32_t apic_id)
