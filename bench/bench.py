@@ -2,10 +2,12 @@
 """make bench: sealvm against QEMU 7.2 on this machine, migrating the same
 memory-checker guest over loopback, next to the machine's own limits.
 
-Usage: bench.py [full|quick|snapshot]      (bench/run.sh builds the tools first)
-  full      limits; 1 GiB and 4 GiB x idle/64/512 MB/s x 5 systems; snapshots
+Usage: bench.py [full|quick|snapshot|smp]  (bench/run.sh builds the tools first)
+  full      limits; 1 GiB and 4 GiB x idle/64/512 MB/s x 5 systems; a 2-vCPU VM
+            (4 GiB, 64 MB/s) x 5 systems; snapshots
   quick     limits; 4 GiB, 64 MB/s, every system once
   snapshot  limits; snapshot and restore of 1 GiB and 4 GiB guests
+  smp       limits; a 2-vCPU VM (sealvm --cpus 2, QEMU -smp 2), 4 GiB, 64 MB/s, 5 systems
 
 Environment knobs:
   RUNS (or BENCH_RUNS)  runs per case (full and snapshot: 3; quick: 1)
@@ -13,6 +15,8 @@ Environment knobs:
   BENCH_MEMS            VM sizes, e.g. "4G" (1G,4G)
   BENCH_LOADS           guest dirty rates in MB/s, 0 = idle (0,64,512)
   BENCH_SYSTEMS         e.g. "sealvm-tls,qemu-tls" (all five)
+  BENCH_CPUS            vCPUs of the multi-vCPU cases (2); smp mode takes BENCH_MEMS and
+                        BENCH_LOADS (4G, 64) for them
   BENCH_BEATS           guest heartbeats (1 s) to watch after a migration (3)
   SEALVM_MIGRATE_ARGS   extra `sealvm ctl migrate` options, e.g. "--downtime-ms 300"
   SEALVM, QEMU          binaries (build/sealvm, qemu-system-x86_64)
@@ -60,6 +64,7 @@ class Config:
         full = mode == "full"
         self.mems = _list(env("BENCH_MEMS"), ["1G", "4G"] if full or mode == "snapshot" else ["4G"])
         self.loads = [int(x) for x in _list(env("BENCH_LOADS"), ["0", "64", "512"] if full else ["64"])]
+        self.smp_cpus = int(env("BENCH_CPUS", "2"))
         self.systems = _list(env("BENCH_SYSTEMS"), report.SYSTEMS)
         self.snapshot_file = "/dev/shm/sealvm-bench.snap"
         self.qemu_tls = os.path.join(self.out, "qemu-tls")
@@ -103,10 +108,10 @@ def work_dir(cfg):
 
 # ---- one case: boot once, then migrate the running guest `runs` times ----
 
-def boot_ready(system, work, tag, mem, cmdline, cfg):
+def boot_ready(system, work, tag, mem, cmdline, cfg, cpus):
     """Boots memcheck and waits until it has filled its working set and beaten
     twice, so the dirty rate it reports is established."""
-    vm = system.boot(work, tag, mem, os.path.join(cfg.guests, "memcheck.elf"), cmdline)
+    vm = system.boot(work, tag, mem, os.path.join(cfg.guests, "memcheck.elf"), cmdline, cpus)
     if not guest.wait_for(vm.serial, r"^READY", 120, vm.proc):
         system.stop(vm)
         raise RuntimeError(f"memcheck did not fill its working set under {system.name}")
@@ -117,32 +122,32 @@ def boot_ready(system, work, tag, mem, cmdline, cfg):
     return vm
 
 
-def one_run(system, vm, work, tag, mem, cmdline, cfg):
+def one_run(system, vm, work, tag, mem, cmdline, cfg, cpus):
     """Migrates vm to a new destination. Returns (result, the VM that runs the guest now)."""
     hb = guest.heartbeats(vm.serial)
     wrate = hb[-1]["wrate"] if hb else None
-    dst = system.incoming(work, tag, mem, os.path.join(cfg.guests, "memcheck.elf"), cmdline)
+    dst = system.incoming(work, tag, mem, os.path.join(cfg.guests, "memcheck.elf"), cmdline, cpus)
     try:
         r = system.migrate(vm, dst, cfg.limit)
     except Exception:
         system.stop(dst)
         raise
     r["wrate_before"] = wrate
-    src_last = guest.last_seq(vm.serial)
+    src_last, cpu_last = guest.last_seq(vm.serial), guest.cpu_seqs(vm.serial)
     if r["guest_at"] == "destination":
         system.stop(vm)  # QEMU's source stays paused after the hand-over; sealvm's has exited
         now, where = dst, "destination"
     else:
         system.stop(dst)
         now, where = vm, "source"
-        src_last = guest.last_seq(vm.serial)
-    r["check"] = guest.check(now.serial, src_last, cfg.beats, cfg.beats + 30, now.proc)
+        src_last, cpu_last = guest.last_seq(vm.serial), guest.cpu_seqs(vm.serial)
+    r["check"] = guest.check(now.serial, src_last, cfg.beats, cfg.beats + 30, now.proc, cpus, cpu_last)
     r["check"]["where"] = where
     return r, (now if procs.alive(now.proc) else None)
 
 
-def run_case(system, mem, rate, cfg, work):
-    name = f"{mem}-{'idle' if rate == 0 else rate}-{system.name}"
+def run_case(system, mem, rate, cfg, work, cpus=1):
+    name = f"{mem}-{'idle' if rate == 0 else rate}-{system.name}" + (f"-{cpus}cpu" if cpus > 1 else "")
     cw = os.path.join(work, name)
     os.makedirs(cw)
     cmdline = f"ws=512 light=1 rate={rate} hb=1000"
@@ -152,8 +157,8 @@ def run_case(system, mem, rate, cfg, work):
             try:
                 if vm is None:
                     boots += 1
-                    vm = boot_ready(system, cw, f"boot{boots}", mem, cmdline, cfg)
-                r, vm = one_run(system, vm, cw, f"run{i + 1}", mem, cmdline, cfg)
+                    vm = boot_ready(system, cw, f"boot{boots}", mem, cmdline, cfg, cpus)
+                r, vm = one_run(system, vm, cw, f"run{i + 1}", mem, cmdline, cfg, cpus)
             except Exception as e:  # a VMM failed: record it, start the next run from a fresh boot
                 r = {"completed": False, "converged": False, "error": f"{type(e).__name__}: {e}"}
                 with open(os.path.join(cw, "errors.log"), "a") as f:
@@ -167,7 +172,7 @@ def run_case(system, mem, rate, cfg, work):
     finally:
         if vm is not None:
             system.stop(vm)
-    return {"mem": mem, "rate": rate, "system": system.name, "secure": system.secure,
+    return {"mem": mem, "rate": rate, "cpus": cpus, "system": system.name, "secure": system.secure,
             "boots": boots, "runs": runs}
 
 
@@ -189,14 +194,20 @@ def describe(r):
 def matrix(cfg, work, lim):
     cases = []
     systems = make_systems(cfg)
-    for mem in cfg.mems:
-        for rate in cfg.loads:
-            for s in systems:
-                c = run_case(s, mem, rate, cfg, work)
-                streams = next((r["streams"] for r in c["runs"] if r.get("streams")), 1)
-                c["streams"] = streams
-                c["wire_limit_gb_s"] = limits.wire_limit(lim, s.secure, streams)
-                cases.append(c)
+    spec = []
+    if cfg.mode in ("full", "quick"):
+        spec += [(mem, rate, 1) for mem in cfg.mems for rate in cfg.loads]
+    if cfg.mode == "smp":
+        spec += [(mem, rate, cfg.smp_cpus) for mem in cfg.mems for rate in cfg.loads]
+    elif cfg.mode == "full":
+        spec += [("4G", 64, cfg.smp_cpus)]
+    for mem, rate, cpus in spec:
+        for s in systems:
+            c = run_case(s, mem, rate, cfg, work, cpus)
+            streams = next((r["streams"] for r in c["runs"] if r.get("streams")), 1)
+            c["streams"] = streams
+            c["wire_limit_gb_s"] = limits.wire_limit(lim, s.secure, streams)
+            cases.append(c)
     return cases
 
 
@@ -261,6 +272,12 @@ def migration_notes(cfg, res):
         f"After every migration the guest's memory checker runs on for {cfg.beats} heartbeats where the guest now "
         "runs: no BAD line, bad=0, heartbeats continuing. A full sweep of 512 MiB takes the checker about a minute "
         "on this machine's emulated CPU, so each window checks a part of it (pages_checked in results.json).",
+        "Multi-vCPU cases (VM column \"×N vCPUs\"): sealvm `--cpus N`, QEMU `-smp N` at both ends, the same "
+        "guest and command line. memcheck finds the CPUs (sealvm's MP table, QEMU's ACPI MADT), each CPU writes "
+        "its share of the rate to its own pages and now and then to a shared region, and halts for the rest of a "
+        "timer tick once it has worked half of it (its default duty=50 on several CPUs), so the guest takes about "
+        "one core. The check then also needs every CPU's own heartbeat to continue. vCPU threads are QEMU's "
+        "\"CPU n/KVM\" and sealvm's \"vcpuN\".",
     ]
 
 
@@ -282,8 +299,8 @@ def interrupted(signum, frame):
 
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else "full"
-    if mode not in ("full", "quick", "snapshot"):
-        sys.exit(f"bench: unknown mode {mode!r} (full, quick or snapshot)")
+    if mode not in ("full", "quick", "snapshot", "smp"):
+        sys.exit(f"bench: unknown mode {mode!r} (full, quick, snapshot or smp)")
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupted)
     cfg = Config(mode)
@@ -296,7 +313,7 @@ def main():
         log(f"warning: the machine is only {res['meta']['idle_share_start'] * 100:.0f}% idle; figures will suffer")
     try:
         res["limits"] = limits.measure(cfg, log)
-        if mode in ("full", "quick"):
+        if mode in ("full", "quick", "smp"):
             res["cases"] = matrix(cfg, work, res["limits"])
         if mode in ("full", "snapshot"):
             res["snapshot"] = snapshot.run(cfg, work, cfg.mems, cfg.runs, log)

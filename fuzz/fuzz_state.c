@@ -2,7 +2,11 @@
  *
  * Input: one selector byte, then the struct's bytes (a shorter input is zero-padded).
  *   selector % 3 == 0: struct vcpu_state  -> vcpu_state_validate, then the copies
- *                      vcpu_load_state makes from an accepted state
+ *                      vcpu_load_state makes from an accepted state, and its CPUID
+ *                      through cpuid_mask against a fixed host table: no VMX or SVM,
+ *                      no leaf the host lacks, no repeated leaf, no feature bit the
+ *                      host lacks, no maximum above the host's; every MSR of an
+ *                      accepted state is on the allow-list
  *   selector % 3 == 1: struct vm_state    -> vm_state_validate
  *   selector % 3 == 2: struct serial_state -> serial_load into a serial device with a
  *                      no-op IRQ callback; bytes after the struct then drive the loaded
@@ -15,6 +19,8 @@
 
 #include "dev/bus.h"
 #include "dev/serial.h"
+#include "vm/cpuid.h"
+#include "vm/msr.h"
 #include "vm/vcpu.h"
 #include "vm/vm_state.h"
 
@@ -34,6 +40,86 @@ static size_t fill(void *dst, size_t dst_len, const uint8_t *src, size_t len)
 	memset(dst, 0, dst_len);
 	memcpy(dst, src, n);
 	return n;
+}
+
+/* A host as KVM_GET_SUPPORTED_CPUID might describe it, after cpuid_filter. */
+static uint32_t host_cpuid(struct kvm_cpuid_entry2 *t)
+{
+	static const struct kvm_cpuid_entry2 raw[] = {
+		{ .function = 0, .eax = 0xd, .ebx = 0x756e6547, .ecx = 0x6c65746e, .edx = 0x49656e69 },
+		{ .function = 1, .eax = 0x806ea, .ebx = 0x800, .ecx = 0x04a02021 | (1u << 26), .edx = 0x0f8bfbff },
+		{ .function = 4, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 0x121 },
+		{ .function = 7, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .ebx = 0x01802042, .ecx = 8, .edx = 0xbc000400 },
+		{ .function = 0xd, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 7, .ebx = 0x240, .ecx = 0x340 },
+		{ .function = 0xd, .index = 1, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .eax = 1 },
+		{ .function = 0x40000000, .eax = 0x40000001, .ebx = 0x4b4d564b },
+		{ .function = 0x40000001, .eax = 0x01007afb },
+		{ .function = 0x80000000, .eax = 0x80000008 },
+		{ .function = 0x80000001, .ecx = 0x125, .edx = 0x2c100800 },
+		{ .function = 0x80000008, .eax = 0x3027, .ebx = 0x200 },
+		{ .function = 0x8000000a, .eax = 1 },
+	};
+	memcpy(t, raw, sizeof(raw));
+	return cpuid_filter(t, sizeof(raw) / sizeof(raw[0]));
+}
+
+static const struct kvm_cpuid_entry2 *host_leaf(const struct kvm_cpuid_entry2 *h, uint32_t n,
+						const struct kvm_cpuid_entry2 *c)
+{
+	uint32_t k;
+
+	for (k = 0; k < n; k++)
+		if (h[k].function == c->function &&
+		    (!(h[k].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || h[k].index == c->index))
+			return &h[k];
+	return NULL;
+}
+
+static void check_mask(const struct vcpu_state *s)
+{
+	struct kvm_cpuid_entry2 host[16], *t = malloc(VCPU_MAX_CPUID * sizeof(*t));
+	struct cpuid_mask_report rep;
+	uint32_t nh = host_cpuid(host), n, i, k;
+
+	if (!t)
+		return;
+	memcpy(t, s->cpuid, s->ncpuid * sizeof(t[0]));
+	n = cpuid_mask(t, s->ncpuid, host, nh, &rep);
+	if (n > s->ncpuid || n + rep.dropped != s->ncpuid)
+		__builtin_trap();
+	for (i = 0; i < n; i++) {
+		const struct kvm_cpuid_entry2 *h = host_leaf(host, nh, &t[i]);
+		if (!h || t[i].flags != h->flags)
+			__builtin_trap(); /* a leaf this host does not expose */
+		for (k = 0; k < i; k++)
+			if (t[k].function == t[i].function && t[k].index == t[i].index)
+				__builtin_trap(); /* a leaf twice */
+		switch (t[i].function) {
+		case 0:
+		case 0x40000000:
+		case 0x80000000:
+			if (t[i].eax > h->eax)
+				__builtin_trap();
+			break;
+		case 1:
+			if ((t[i].ecx & ~h->ecx & ~(1u << 27)) || (t[i].edx & ~h->edx) || (t[i].ecx & (1u << 5)))
+				__builtin_trap(); /* VMX, or a feature the host lacks */
+			break;
+		case 7:
+			if ((t[i].ebx & ~h->ebx) || (t[i].ecx & ~h->ecx & ~(1u << 4)) || (t[i].edx & ~h->edx))
+				__builtin_trap();
+			break;
+		case 0x80000001:
+			if ((t[i].ecx & ~h->ecx) || (t[i].edx & ~h->edx) || (t[i].ecx & (1u << 2)))
+				__builtin_trap(); /* SVM, or a feature the host lacks */
+			break;
+		case 0x80000008:
+			if ((t[i].eax & 0xff) > (h->eax & 0xff) || ((t[i].eax >> 8) & 0xff) > ((h->eax >> 8) & 0xff))
+				__builtin_trap();
+			break;
+		}
+	}
+	free(t);
 }
 
 static void fuzz_vcpu(const uint8_t *data, size_t size)
@@ -58,6 +144,10 @@ static void fuzz_vcpu(const uint8_t *data, size_t size)
 		/* KVM_SET_XSAVE reads a whole struct kvm_xsave from the buffer */
 		if (s->xsave_size < sizeof(struct kvm_xsave) || s->id >= VM_MAX_VCPUS)
 			__builtin_trap();
+		for (uint32_t i = 0; i < s->nmsrs; i++)
+			if (!msr_allowed(s->msrs[i].index))
+				__builtin_trap(); /* an MSR sealvm does not restore got through */
+		check_mask(s);
 		free(cpuid);
 		free(msrs);
 		free(xs);

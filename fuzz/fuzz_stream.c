@@ -12,9 +12,10 @@
  * The stream must start with CONFIG (machine_config_read); RAM larger than 64 MiB is
  * refused to keep memory bounded. Then PAGES go to pages_recv into a fake RAM mapping
  * with a guard page on each side, ROUND and ABORT are read as a destination reads
- * them, VCPU/VM/SERIAL go through machine_load_section, and END to sec_check_end,
- * after which nothing may follow, the buffered state must be complete and the serial
- * state must load into a device. The first error ends the run. Failures must carry
+ * them, VCPU/VM/SERIAL go through machine_load_section (told CONFIG's vCPU count, as
+ * snapshot_restore does), and END to sec_check_end, after which nothing may follow,
+ * the buffered state must be complete for every vCPU (machine_loader_complete) and
+ * the serial state must load into a device. The first error ends the run. Failures must carry
  * a negative errno and a message. FUZZ_VERBOSE=1 prints how each input ended. */
 #include <openssl/evp.h>
 #include <stddef.h>
@@ -139,17 +140,26 @@ static void irq_noop(void *opaque, int level)
 }
 
 /* What machine_load_commit checks and applies without KVM. */
-static int commit_check(struct machine_loader *ld, struct err *e)
+static int commit_check(struct machine_loader *ld, uint32_t nr_vcpus, struct err *e)
 {
 	struct serial u;
+	uint32_t i, n = 0;
 	int r;
 
-	if (!ld->have_vcpu || !ld->have_vm || !ld->have_serial)
-		return err_set(e, -EPROTO, "state incomplete: missing %s section",
-			       !ld->have_vcpu ? "VCPU" : !ld->have_vm ? "VM" : "SERIAL");
-	if (vcpu_state_validate(ld->vcpu, e) < 0 || ld->vcpu->nmsrs > VCPU_MAX_MSRS ||
-	    ld->vcpu->ncpuid > VCPU_MAX_CPUID || ld->vcpu->xsave_size > VCPU_XSAVE_MAX)
-		__builtin_trap(); /* machine_load_section let an invalid vCPU state through */
+	r = machine_loader_complete(ld, nr_vcpus, e);
+	if (r < 0)
+		return r;
+	for (i = 0; i < VM_MAX_VCPUS; i++) {
+		const struct vcpu_state *v = ld->vcpu[i];
+		if (!v)
+			continue;
+		n++;
+		if (i >= nr_vcpus || v->id != i || vcpu_state_validate(v, e) < 0 || v->nmsrs > VCPU_MAX_MSRS ||
+		    v->ncpuid > VCPU_MAX_CPUID || v->xsave_size > VCPU_XSAVE_MAX)
+			__builtin_trap(); /* machine_load_section let an invalid vCPU state through */
+	}
+	if (n != nr_vcpus || ld->have_vcpus != nr_vcpus)
+		__builtin_trap();
 	if (vm_state_validate(ld->vmst, e) < 0)
 		__builtin_trap();
 	serial_init(&u, -1, irq_noop, NULL);
@@ -182,6 +192,8 @@ static void run_stream(const uint8_t *p, size_t n)
 		r = err_set(&e, -EFBIG, "fuzz harness: RAM above 64 MiB not mapped");
 	if (r == 0 && !(ram = ram_map(cfg.ram_size)))
 		r = err_set(&e, -ENOMEM, "fuzz harness: cannot map RAM");
+	if (r == 0)
+		ld.nr_vcpus = cfg.nr_vcpus;
 	while (r == 0 && !done) {
 		r = sec_read_hdr(&rd, &h, &e);
 		if (r < 0)
@@ -208,7 +220,7 @@ static void run_stream(const uint8_t *p, size_t n)
 		case SEC_END:
 			r = sec_check_end(&rd, &h, ps.data_pages + ps.markers, &e);
 			if (r == 0)
-				r = commit_check(&ld, &e);
+				r = commit_check(&ld, cfg.nr_vcpus, &e);
 			done = true;
 			break;
 		default:

@@ -161,12 +161,12 @@ static void make_serial(struct serial_state *out)
 
 /* ---- stream seeds ---- */
 
-enum { PART_ROUND = 1, PART_STATE = 2, PART_MANY_PAGES = 4, PART_ABORT = 8 };
+enum { PART_ROUND = 1, PART_STATE = 2, PART_MANY_PAGES = 4, PART_ABORT = 8, PART_TWO_VCPUS = 16 };
 
 static void stream_seed(const char *name, uint8_t mode, unsigned parts)
 {
 	static uint8_t ram[RAM_SIZE];
-	struct machine_config cfg = { .version = CONFIG_VERSION, .nr_vcpus = 1, .ram_size = RAM_SIZE };
+	struct machine_config cfg = { .version = CONFIG_VERSION_1CPU, .nr_vcpus = 1, .ram_size = RAM_SIZE };
 	struct iovec iov;
 	struct pages_stats st = { 0 };
 	struct fd_bstream fb;
@@ -180,8 +180,12 @@ static void stream_seed(const char *name, uint8_t mode, unsigned parts)
 	fd_bstream_init(&fb, fd);
 	if (sec_writer_init(&w, &fb.bs, &e) < 0)
 		die("writer", &e);
+	if (parts & PART_TWO_VCPUS) {
+		cfg.version = CONFIG_VERSION;
+		cfg.nr_vcpus = 2;
+	}
 	iov = (struct iovec){ &cfg, sizeof(cfg) };
-	if (sec_write(&w, SEC_CONFIG, 1, &iov, 1, &e) < 0)
+	if (sec_write(&w, SEC_CONFIG, cfg.version, &iov, 1, &e) < 0)
 		die("CONFIG", &e);
 
 	memset(ram, 0, sizeof(ram));
@@ -243,6 +247,14 @@ static void stream_seed(const char *name, uint8_t mode, unsigned parts)
 		iov = (struct iovec){ vs, sizeof(*vs) };
 		if (sec_write(&w, SEC_VCPU, VCPU_STATE_VERSION, &iov, 1, &e) < 0)
 			die("VCPU", &e);
+		if (parts & PART_TWO_VCPUS) { /* an AP that still waits for SIPI */
+			vs->id = 1;
+			vs->mp_state.mp_state = KVM_MP_STATE_UNINITIALIZED;
+			vs->sregs.apic_base = 0xfee00800;
+			vs->regs.rip = 0xfff0;
+			if (sec_write(&w, SEC_VCPU, VCPU_STATE_VERSION, &iov, 1, &e) < 0)
+				die("VCPU", &e);
+		}
 		iov = (struct iovec){ &vms, sizeof(vms) };
 		if (sec_write(&w, SEC_VM, VM_STATE_VERSION, &iov, 1, &e) < 0)
 			die("VM", &e);
@@ -275,6 +287,24 @@ static void state_seeds(void)
 		int fd = open_out("fuzz_state", "vcpu");
 		write_all(fd, buf, 1);
 		write_all(fd, vs, offsetof(struct vcpu_state, lapic));
+		close(fd);
+	}
+	/* whole states: MSRs and CPUID lie after the LAPIC. One a hostile source might send
+	 * (VMX in CPUID, an unknown leaf; refused for IA32_FEATURE_CONTROL), one that passes. */
+	vs->cpuid[1].ecx |= 1u << 5;
+	vs->cpuid[vs->ncpuid++] = (struct kvm_cpuid_entry2){ .function = 0x12, .eax = 1 };
+	vs->cpuid[vs->ncpuid++] = (struct kvm_cpuid_entry2){ .function = 0x80000001, .ecx = 0xffffffff };
+	{
+		int fd = open_out("fuzz_state", "vcpu-vmx");
+		write_all(fd, buf, 1);
+		write_all(fd, vs, sizeof(*vs));
+		close(fd);
+	}
+	vs->msrs[vs->nmsrs++] = (struct kvm_msr_entry){ .index = 0x3a, .data = 5 }; /* IA32_FEATURE_CONTROL */
+	{
+		int fd = open_out("fuzz_state", "vcpu-feature-control");
+		write_all(fd, buf, 1);
+		write_all(fd, vs, sizeof(*vs));
 		close(fd);
 	}
 	free(vs);
@@ -445,6 +475,7 @@ int main(int argc, char **argv)
 	stream_seed("pages-raw", 0, PART_MANY_PAGES);
 	stream_seed("small-fix", 1, 0);
 	stream_seed("abort-fix", 1, PART_ROUND | PART_ABORT);
+	stream_seed("two-vcpus-fix", 1, PART_STATE | PART_TWO_VCPUS);
 	state_seeds();
 	multiboot_seeds();
 	control_seeds();

@@ -5,7 +5,7 @@ GUEST_CFLAGS := -m32 -std=c11 -ffreestanding -fno-pic -fno-stack-protector -nost
                 -Wall -Wextra -Werror -mgeneral-regs-only -fno-asynchronous-unwind-tables -MMD -MP
 GUEST_LD     := ld -m elf_i386 -T guest/linker.ld -z max-page-size=0x1000 --build-id=none
 GUEST_PROGS  := counter memcheck mbinfo touch console
-GUEST_RT     := start isr time lib
+GUEST_RT     := start isr time lib cpus smp trampoline
 GUEST_BIN    := $(GUEST_PROGS:%=$(B)/guest/%.elf)
 GUEST_RT_OBJ := $(GUEST_RT:%=$(B)/guest/obj/%.o)
 

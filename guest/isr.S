@@ -57,6 +57,16 @@ isr_irq_slave:
         popl %eax
         IRET_EMU
 
+/* Local APIC interrupts (the AP's timer): end-of-interrupt to the local APIC, whose EOI
+ * register smp.c keeps in lapic_eoi_reg. */
+        .globl isr_lapic_eoi
+isr_lapic_eoi:
+        pushl %eax
+        movl lapic_eoi_reg, %eax
+        movl $0, (%eax)
+        popl %eax
+        IRET_EMU
+
 /* NMI and every vector we never expect: ignore. */
         .globl isr_ignore
 isr_ignore:

@@ -22,6 +22,11 @@ void gputc(char c)
     outb(COM1, (uint8_t)c);
 }
 
+static spinlock_t console;
+
+void console_lock(void) { spin_lock(&console); }
+void console_unlock(void) { spin_unlock(&console); }
+
 void gputs(const char *s)
 {
     while (*s)

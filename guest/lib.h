@@ -49,6 +49,33 @@ uint32_t tsc_ms(void);
 uint32_t tsc_mhz(void); /* 0 when calibration failed (then tsc_ms() is ms_now()) */
 static inline void cpu_halt(void) { __asm__ __volatile__("hlt"); } /* sleep until the next interrupt */
 
+/* Spinlocks for guests on several processors. */
+typedef volatile uint32_t spinlock_t;
+static inline void spin_lock(spinlock_t *l)
+{
+    for (;;) {
+        uint32_t v = 1;
+        __asm__ __volatile__("xchgl %0, %1" : "+r"(v), "+m"(*l) : : "memory");
+        if (!v)
+            return;
+        while (*l)
+            __asm__ __volatile__("pause" ::: "memory");
+    }
+}
+static inline void spin_unlock(spinlock_t *l)
+{
+    __asm__ __volatile__("" ::: "memory");
+    *l = 0;
+}
+/* Held around a whole line when several processors print. */
+void console_lock(void);
+void console_unlock(void);
+
+/* Busy-waits us microseconds (TSC; a spin estimate before calibration). */
+void delay_us(uint32_t us);
+/* Loads the IDT time_init built (an AP's first step). */
+void idt_load(void);
+
 /* leaving: status byte to the debug-exit port 0xf4, or a reset through the i8042. */
 __attribute__((noreturn)) void guest_exit(uint8_t status);
 __attribute__((noreturn)) void guest_reset(void);

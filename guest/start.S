@@ -38,10 +38,12 @@ _start:
 
         .section .rodata
         .align 8
+        .globl gdt, gdt_limit           /* the APs' trampoline loads it too */
 gdt:    .quad 0                         /* null */
         .quad 0x00CF9A000000FFFF        /* 0x08: flat 4 GiB code, 32-bit */
         .quad 0x00CF92000000FFFF        /* 0x10: flat 4 GiB data */
 gdt_end:
+        .set gdt_limit, gdt_end - gdt - 1
         .align 4
         .word 0                         /* pad so the 6-byte descriptor's base is aligned */
 gdt_desc:

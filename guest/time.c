@@ -6,7 +6,7 @@ volatile uint32_t ticks;
 static uint64_t tsc0;
 static uint32_t tsc_per_ms; /* 0: calibration failed, tsc_ms() falls back to ticks */
 
-extern void isr_irq0(void), isr_irq_master(void), isr_irq_slave(void), isr_ignore(void);
+extern void isr_irq0(void), isr_irq_master(void), isr_irq_slave(void), isr_ignore(void), isr_lapic_eoi(void);
 extern void (*const isr_exc_table[32])(void);
 
 struct idt_gate {
@@ -42,6 +42,12 @@ static void idt_init(void)
         set_gate(v, isr_irq_master);
     for (int v = 0x28; v < 0x30; v++)
         set_gate(v, isr_irq_slave);
+    set_gate(0x40, isr_lapic_eoi); /* smp.h VEC_LAPIC_TIMER; the spurious vector 0xff needs no EOI */
+    idt_load();
+}
+
+void idt_load(void)
+{
     struct {
         uint16_t limit;
         uint32_t base;
@@ -93,6 +99,18 @@ static void tsc_calibrate(void)
 }
 
 uint32_t tsc_mhz(void) { return tsc_per_ms / 1000u; }
+
+void delay_us(uint32_t us)
+{
+    if (!tsc_per_ms) { /* not calibrated: a loop of port reads, ~1 us each on real hardware */
+        while (us--)
+            inb(0x80);
+        return;
+    }
+    uint64_t end = rdtsc() + udiv64((uint64_t)tsc_per_ms * us, 1000u, 0);
+    while (rdtsc() < end)
+        __asm__ __volatile__("pause");
+}
 
 uint32_t tsc_ms(void)
 {

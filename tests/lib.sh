@@ -112,6 +112,36 @@ hb_after() {
   return 1
 }
 
+# Last heartbeat counter of one processor of a multi-CPU memcheck ("CPU c seq=.." lines).
+cpu_field() { # FILE CPU FIELD
+  complete_lines "$1" | grep -E "^CPU $2 seq=" | tail -n 1 | grep -Eo " $3=[0-9]+" | cut -d= -f2
+}
+
+# cpu_hb_after FILE CPU SEQ SECONDS: waits for processor CPU's heartbeat numbered above SEQ.
+cpu_hb_after() {
+  local f=$1 c=$2 seq=$3 n=$(( $4 * 10 )) s
+  while [ $n -gt 0 ]; do
+    s=$(cpu_field "$f" "$c" seq)
+    [ -n "$s" ] && [ "$s" -gt "$seq" ] && return 0
+    sleep 0.1; n=$((n - 1))
+  done
+  echo "no heartbeat of CPU $c after seq $seq in $f:"; tail -n 3 "$f"
+  return 1
+}
+
+# passes_after FILE PASSES SECONDS: waits until the checker has swept every page once
+# more than PASSES (on several CPUs HB passes= is the fewest sweeps of any of them).
+passes_after() {
+  local f=$1 p=$2 n=$(( $3 * 10 )) s
+  while [ $n -gt 0 ]; do
+    s=$(hb_field "$f" passes)
+    [ -n "$s" ] && [ "$s" -gt "$p" ] && return 0
+    sleep 0.1; n=$((n - 1))
+  done
+  echo "no full verification pass after $p in $f:"; tail -n 3 "$f"
+  return 1
+}
+
 # check_clean FILE: no corrupt page was ever reported.
 check_clean() {
   grep -q "^BAD" "$1" && fail "memory checker found corrupt pages: $(grep -m3 '^BAD' "$1")"

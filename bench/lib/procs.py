@@ -105,16 +105,6 @@ def thread_cpu(pid):
     return out
 
 
-def busiest_thread(pid, dt=0.3):
-    """The thread that used the most CPU over dt seconds: under this machine's
-    nested KVM a vCPU spins its core even when the guest idles, so it wins."""
-    a = thread_cpu(pid)
-    time.sleep(dt)
-    b = thread_cpu(pid)
-    best = max(b, key=lambda t: b[t][1] - a.get(t, ("", 0.0))[1], default=None)
-    return best
-
-
 class CpuWatch:
     """CPU seconds one process spends over a window, in total and per thread.
     Samples per-thread figures in the background, so they survive a process

@@ -64,6 +64,16 @@ def _load_label(case):
     return "idle" if case["rate"] == 0 else f"{case['rate']} MB/s"
 
 
+def _vm_label(mem, cpus):
+    return mem if cpus == 1 else f"{mem} ×{cpus} vCPUs"
+
+
+def _case_keys(res):
+    """(mem, vCPUs, rate) of every case, smallest VM first, multi-vCPU cases after their size."""
+    return sorted({(c["mem"], c.get("cpus", 1), c["rate"]) for c in res["cases"]},
+                  key=lambda k: (k[1], int(k[0][:-1]), k[2]))
+
+
 def migration_table(res):
     lim = res["limits"]
     out = ["| VM | guest load (achieved) | system × connections | done / conv. / check | total s | downtime ms | "
@@ -78,7 +88,7 @@ def migration_table(res):
         limit = c["wire_limit_gb_s"] * 1000
         tps = f"{_fmt(tp)} ({tp['median'] / limit * 100:.0f}%)" if tp else "–"
         other = stat([a + b for a, b in zip(_vals(c, "src", "other"), _vals(c, "dst", "other"))])
-        out.append(f"| {c['mem']} | {load} | {c['system']} ×{c.get('streams', 1)} | {s['completed']}/{s['runs']} · "
+        out.append(f"| {_vm_label(c['mem'], c.get('cpus', 1))} | {load} | {c['system']} ×{c.get('streams', 1)} | {s['completed']}/{s['runs']} · "
                    f"{s['converged']}/{s['runs']} · {s['checked_ok']}/{s['runs']} | {_fmt(s['total_ms'], 1e-3, 2)} | "
                    f"{_fmt(s['downtime_ms'], 1, 0)} | {_fmt(s['bytes'], 1 / 2**20, 0)} | {tps} | "
                    f"{_fmt(s['cpu_src_whole'], 1, 2)} / {_fmt(s['cpu_dst_whole'], 1, 2)} | {_fmt(other, 1, 2)} | "
@@ -95,18 +105,17 @@ PAIRS = [("sealvm-tls", "qemu-tls"), ("sealvm-tls", "qemu-tls-multifd"), ("sealv
 
 
 def ratio_table(res):
-    by = {(c["mem"], c["rate"], c["system"]): c["summary"] for c in res["cases"]}
+    by = {(c["mem"], c.get("cpus", 1), c["rate"], c["system"]): c["summary"] for c in res["cases"]}
     out = ["| VM | guest load | sealvm / QEMU | total time | downtime | CPU per GiB excl. vCPU | CPU per GiB whole |",
            "|---|---|---|---|---|---|---|"]
-    keys = sorted({(c["mem"], c["rate"]) for c in res["cases"]}, key=lambda k: (int(k[0][:-1]), k[1]))
-    for mem, rate in keys:
+    for mem, cpus, rate in _case_keys(res):
         for a, b in PAIRS:
-            sa, sb = by.get((mem, rate, a)), by.get((mem, rate, b))
+            sa, sb = by.get((mem, cpus, rate, a)), by.get((mem, cpus, rate, b))
             if not sa or not sb:
                 continue
             cells = [_ratio(sa, sb, k) for k in ("total_ms", "downtime_ms", "cpu_per_gib_other", "cpu_per_gib_whole")]
             load = "idle" if rate == 0 else f"{rate} MB/s"
-            out.append(f"| {mem} | {load} | {a} / {b} | " + " | ".join(cells) + " |")
+            out.append(f"| {_vm_label(mem, cpus)} | {load} | {a} / {b} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -207,16 +216,16 @@ def chart(res, out_dir):
     whiskers min–max; a missing bar did not complete."""
     if not res.get("cases"):
         return None
-    keys = sorted({(c["mem"], c["rate"]) for c in res["cases"]}, key=lambda k: (int(k[0][:-1]), k[1]))
-    by = {(c["mem"], c["rate"], c["system"]): c["summary"] for c in res["cases"]}
+    by = {(c["mem"], c.get("cpus", 1), c["rate"], c["system"]): c["summary"] for c in res["cases"]}
     systems = [s for s in SYSTEMS if any(c["system"] == s for c in res["cases"])]
     dat = os.path.join(out_dir, "chart.dat")
     with open(dat, "w") as f:
-        for mem, rate in keys:
-            row = [f'"{mem} {"idle" if rate == 0 else str(rate) + " MB/s"}"']
+        for mem, cpus, rate in _case_keys(res):
+            vm = mem if cpus == 1 else f"{mem}x{cpus}"
+            row = [f'"{vm} {"idle" if rate == 0 else str(rate) + " MB/s"}"']
             for key, scale in (("total_ms", 1e-3), ("downtime_ms", 1.0)):
                 for s in systems:
-                    st = (by.get((mem, rate, s)) or {}).get(key)
+                    st = (by.get((mem, cpus, rate, s)) or {}).get(key)
                     row += [f"{st[k] * scale:.4f}" for k in ("median", "min", "max")] if st else ["NaN"] * 3
             f.write(" ".join(row) + "\n")
     png = os.path.join(out_dir, "results.png")

@@ -56,14 +56,15 @@ class Sealvm:
     def _tls(self, host):
         return ["--tls-dir", os.path.join(self.cfg.certs, host)] if self.secure else ["--insecure"]
 
-    def boot(self, work, tag, mem, kernel, cmdline):
+    def boot(self, work, tag, mem, kernel, cmdline, cpus=1):
         serial, sock, log = (os.path.join(work, f"{tag}.{x}") for x in ("serial", "sock", "log"))
-        argv = [self.cfg.sealvm, "run", "--kernel", kernel, "--cmdline", cmdline, "--mem", mem,
+        argv = [self.cfg.sealvm, "run", "--kernel", kernel, "--cmdline", cmdline, "--mem", mem, "--cpus", str(cpus),
                 "--serial", f"file:{serial}", "--control", sock, "--state-dir", os.path.join(work, f"{tag}.state")]
         argv += self._tls("hosta") if self.secure else []
         return Vm(procs.spawn(argv, log), serial, sock, log)
 
-    def incoming(self, work, tag, mem, kernel, cmdline):
+    def incoming(self, work, tag, mem, kernel, cmdline, cpus=1):
+        """The vCPU count comes with the migration."""
         serial, sock, log = (os.path.join(work, f"{tag}.{x}") for x in ("serial", "sock", "log"))
         for _ in range(3):  # a port taken between free_port() and bind(): try another
             uri = f"{self.transport}://127.0.0.1:{procs.free_port()}"
@@ -77,7 +78,6 @@ class Sealvm:
         raise RuntimeError(f"sealvm destination did not listen: {_read(log)[-300:]}")
 
     def migrate(self, src, dst, limit):
-        vcpu_src = procs.busiest_thread(src.proc.pid)
         machine = procs.MachineWindow()
         w_src, w_dst = procs.CpuWatch(src.proc.pid), procs.CpuWatch(dst.proc.pid)
         argv = [self.cfg.sealvm, "ctl", "--timeout", str(int(limit)), src.ctl, "migrate", dst.uri]
@@ -94,12 +94,10 @@ class Sealvm:
         done = rep.get("result") == "committed"
         moved = done or self._outcome_after_limit(src, dst, rep)
         rc, life = procs.reap(src.proc, 20) if moved else (None, None)
-        src_cpu = w_src.finish(life).split(lambda tid, comm: tid == vcpu_src)
+        vcpu = lambda tid, comm: comm.startswith("vcpu")  # sealvm names its vCPU threads vcpu0, vcpu1, ...
+        src_cpu = w_src.finish(life).split(vcpu)
         machine.close(src_cpu["whole"], (procs.proc_cpu(dst.proc.pid) or w_dst.whole0) - w_dst.whole0)
-        # the destination's vCPU thread starts at the hand-over: once the guest
-        # runs there, it is the thread that spins
-        vcpu_dst = procs.busiest_thread(dst.proc.pid) if moved else None
-        dst_cpu = w_dst.split(lambda tid, comm: tid == vcpu_dst)
+        dst_cpu = w_dst.split(vcpu)
         r = {"completed": done, "converged": done and bool(rep.get("converged")),
              "guest_at": "destination" if moved else "source",
              "total_ms": rep.get("total_ms"), "downtime_ms": rep.get("downtime_ms"),
@@ -140,10 +138,10 @@ class Qemu:
         self.name, self.tls, self.multifd, self.cfg = name, tls, multifd, cfg
         self.secure = tls
 
-    def _argv(self, mem, kernel, cmdline, serial, sock):
+    def _argv(self, mem, kernel, cmdline, serial, sock, cpus):
         creds = f"dir={self.cfg.qemu_tls},verify-peer=on"
         # debug-threads=on names the vCPU threads "CPU n/KVM", so their CPU time can be told apart
-        return [self.cfg.qemu, "-name", "bench,debug-threads=on", "-accel", "kvm", "-m", mem, "-smp", "1",
+        return [self.cfg.qemu, "-name", "bench,debug-threads=on", "-accel", "kvm", "-m", mem, "-smp", str(cpus),
                 "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{serial}",
                 "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", kernel, "-append", cmdline,
                 "-qmp", f"unix:{sock},server=on,wait=off",
@@ -151,9 +149,9 @@ class Qemu:
                 "-object", f"tls-creds-x509,id=tlssrv,endpoint=server,{creds}",
                 "-object", f"tls-creds-x509,id=tlscli,endpoint=client,{creds}"]
 
-    def _start(self, work, tag, mem, kernel, cmdline, extra):
+    def _start(self, work, tag, mem, kernel, cmdline, extra, cpus):
         serial, sock, log = (os.path.join(work, f"{tag}.{x}") for x in ("serial", "qmp", "log"))
-        p = procs.spawn(self._argv(mem, kernel, cmdline, serial, sock) + extra, log)
+        p = procs.spawn(self._argv(mem, kernel, cmdline, serial, sock, cpus) + extra, log)
         try:
             q = Qmp(sock)
         except QmpError as e:
@@ -169,11 +167,12 @@ class Qemu:
             params["multifd-channels"] = self.multifd
         q.cmd("migrate-set-parameters", **params)
 
-    def boot(self, work, tag, mem, kernel, cmdline):
-        return self._start(work, tag, mem, kernel, cmdline, [])
+    def boot(self, work, tag, mem, kernel, cmdline, cpus=1):
+        return self._start(work, tag, mem, kernel, cmdline, [], cpus)
 
-    def incoming(self, work, tag, mem, kernel, cmdline):
-        vm = self._start(work, tag, mem, kernel, cmdline, ["-incoming", "defer"])
+    def incoming(self, work, tag, mem, kernel, cmdline, cpus=1):
+        """QEMU's destination must be started with the source's -smp."""
+        vm = self._start(work, tag, mem, kernel, cmdline, ["-incoming", "defer"], cpus)
         self._setup(vm.qmp, "tlssrv")
         for _ in range(3):
             port = procs.free_port()

@@ -27,6 +27,8 @@ struct run_opts {
 	bool insecure;
 	struct console_opts console;
 	bool serial_set;
+	int cpus;
+	bool cpus_given;
 };
 
 static void usage(FILE *f)
@@ -36,6 +38,7 @@ static void usage(FILE *f)
 		"       sealvm run --restore FILE [options]\n"
 		"options:\n"
 		"  --mem SIZE          guest RAM, e.g. 512M, 4G (default 256M; a bare number is MiB)\n"
+		"  --cpus N            vCPUs, 1 to 64 (default 1); APs wait for INIT/SIPI\n"
 		"  --serial stdio|file:PATH|none   where the guest's COM1 goes (default stdio)\n"
 		"  --control SOCKET    JSON-lines control socket (see `sealvm ctl`)\n"
 		"  --incoming tls://ADDR:PORT  wait for one VM migrated here\n"
@@ -80,13 +83,15 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "state-dir", required_argument, NULL, 'S' }, { "allow-from", required_argument, NULL, 'A' },
 		{ "insecure", no_argument, NULL, 'I' },       { "key-file", required_argument, NULL, 'K' },
 		{ "console", required_argument, NULL, 'O' }, { "owner-ca", required_argument, NULL, 'W' },
-		{ "console-others", required_argument, NULL, 'X' },          { NULL, 0, NULL, 0 },
+		{ "console-others", required_argument, NULL, 'X' }, { "cpus", required_argument, NULL, 'p' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	memset(o, 0, sizeof(*o));
 	o->mem = 256ULL << 20;
 	o->serial = "stdio";
+	o->cpus = 1;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -117,6 +122,16 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 			if (o->mem % PAGE_SIZE)
 				return err_set(e, -EINVAL, "--mem %s is not a whole number of 4 KiB pages", optarg);
 			break;
+		case 'p': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (end == optarg || *end || n < 1 || n > VM_MAX_VCPUS)
+				return err_set(e, -EINVAL, "--cpus %s: give a number of vCPUs from 1 to %d", optarg,
+					       VM_MAX_VCPUS);
+			o->cpus = (int)n;
+			o->cpus_given = true;
+			break;
+		}
 		case 'L':
 			if (parse_size(optarg, 1, &o->mem_limit, e) < 0)
 				return err_wrap(e, "--mem-limit");
@@ -133,6 +148,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "unexpected argument '%s'", argv[optind]);
 	if (!!o->kernel + !!o->restore + !!o->incoming != 1)
 		return err_set(e, -EINVAL, "give exactly one of --kernel, --restore or --incoming");
+	if (o->cpus_given && !o->kernel)
+		return err_set(e, -EINVAL, "--cpus goes with --kernel: a snapshot or an incoming VM brings its own vCPUs");
 	if (o->incoming && !o->tls_dir && strncmp(o->incoming, "tcp://", 6))
 		return err_set(e, -EINVAL, "--incoming tls:// needs --tls-dir DIR");
 	if (o->allow_from && !o->incoming)
@@ -255,7 +272,7 @@ int cmd_run(int argc, char **argv)
 				o.restore, (unsigned long long)st.pages.data_pages, (double)st.ns / 1e6,
 				st.ns ? (double)st.bytes / (double)st.ns : 0.0);
 	} else if (r == 0 && o.kernel) {
-		r = machine_init(&m, o.mem, serial_fd, &e);
+		r = machine_init(&m, o.mem, o.cpus, serial_fd, &e);
 		if (r == 0 && (r = machine_boot(&m, o.kernel, o.cmdline, &e)) < 0)
 			machine_destroy(&m);
 	} else if (r == 0) {

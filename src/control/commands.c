@@ -113,9 +113,10 @@ static json_t *cmd_status(struct vmm_ctx *c)
 		}
 		return o;
 	}
-	o = json_pack("{s:s, s:s, s:I, s:I}", "state", machine_state_name(machine_state(m)), "paused_by",
+	o = json_pack("{s:s, s:s, s:I, s:i, s:I}", "state", machine_state_name(machine_state(m)), "paused_by",
 		      pause_holder_names(machine_held(m), names, sizeof(names)), "ram_bytes",
-		      (json_int_t)m->vm.ram_size, "uptime_ms", (json_int_t)((now_ns() - m->started_ns) / 1000000));
+		      (json_int_t)m->vm.ram_size, "vcpus", m->nr_vcpus,
+		      "uptime_ms", (json_int_t)((now_ns() - m->started_ns) / 1000000));
 	if (c->phase)
 		json_object_set_new(o, "migration_phase", json_string(c->phase));
 	if (c->uncertain)

@@ -22,7 +22,8 @@ void pio_bus_access(struct pio_bus *bus, uint16_t port, uint8_t *data, uint32_t 
 			return;
 		}
 	}
-	bus->unhandled++;
+	/* vCPU threads dispatch concurrently; the handlers lock what they share */
+	__atomic_fetch_add(&bus->unhandled, 1, __ATOMIC_RELAXED);
 	if (!is_write)
 		memset(data, 0xff, len);
 }

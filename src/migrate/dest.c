@@ -283,7 +283,7 @@ static int admit(const struct incoming_params *p, const struct mig_hello *h, cha
 {
 	uint64_t avail = mem_available();
 
-	if (h->nr_vcpus != 1 || h->ram_size < VM_MIN_RAM || h->ram_size > VM_MAX_RAM || h->ram_size % PAGE_SIZE ||
+	if (h->nr_vcpus < 1 || h->nr_vcpus > VM_MAX_VCPUS || h->ram_size < VM_MIN_RAM || h->ram_size > VM_MAX_RAM || h->ram_size % PAGE_SIZE ||
 	    h->populated_pages > h->ram_size / PAGE_SIZE || h->channels < 1 || h->channels > MIG_MAX_CHANNELS) {
 		snprintf(why, n, "VM shape not supported (%u vCPUs, %llu bytes, %u channels)", h->nr_vcpus,
 			 (unsigned long long)h->ram_size, h->channels);
@@ -523,7 +523,7 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 	machine_loader_init(&ld);
 	r = x ? 0 : -ENOMEM;
 	if (r == 0) {
-		r = machine_init(m, in->hello.ram_size, in->p.serial_fd, e);
+		r = machine_init(m, in->hello.ram_size, (int)in->hello.nr_vcpus, in->p.serial_fd, e);
 		inited = r == 0;
 		if (r < 0)
 			snprintf(why, sizeof(why), "cannot create the VM: %s", e->msg);
@@ -536,6 +536,7 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 		goto out;
 	}
 	rx_init(x, m);
+	ld.nr_vcpus = (uint32_t)m->nr_vcpus;
 	x->lanes[0] = (struct rx_lane){ .c = c0, .index = 0, .rx = x };
 	pthread_mutex_lock(&in->lock);
 	in->nchan = in->hello.channels;

@@ -223,7 +223,7 @@ static int hello_on(struct lane *l, uint32_t kind, uint32_t channels, uint32_t *
 {
 	struct src *s = l->s;
 	struct mig_hello h = { .proto = MIG_PROTO_VERSION, .kind = kind, .ram_size = s->m->vm.ram_size,
-			       .nr_vcpus = 1, .channels = channels,
+			       .nr_vcpus = (uint32_t)s->m->nr_vcpus, .channels = channels,
 			       .populated_pages = s->populated,
 			       .flags = s->paused_vm ? MIG_HELLO_PAUSED : 0 };
 	struct iovec iov = { &h, sizeof(h) };

@@ -12,7 +12,7 @@ struct sec_info {
 
 /* What this build reads: anything else in a stream is an error, never a guess. */
 static const struct sec_info infos[SEC_ID_MAX] = {
-	[SEC_CONFIG] = { "CONFIG", 1, 256 },
+	[SEC_CONFIG] = { "CONFIG", 2, 256 },
 	[SEC_PAGES] = { "PAGES", 1, 8 + 1024 * (8 + 4096) },
 	[SEC_VCPU] = { "VCPU", 1, 64 * 1024 },
 	[SEC_VM] = { "VM", 1, 16 * 1024 },

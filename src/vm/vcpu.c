@@ -7,10 +7,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define MSR_IA32_TSC 0x10
-#define MSR_IA32_TSC_DEADLINE 0x6e0
-#define MSR_MTRR_DEF_TYPE 0x2ff
-#define MSR_MCG_CTL 0x17b
+#include "vm/cpuid.h"
+#include "vm/msr.h"
 
 /* kvm_cpuid2 and kvm_msrs end in flexible arrays; these give them room. */
 struct cpuid_buf {
@@ -58,29 +56,13 @@ void vcpu_destroy(struct vcpu *v)
 int vcpu_setup_cpuid(struct vcpu *v, struct err *e)
 {
 	struct cpuid_buf b;
-	uint32_t i;
+	int r;
 
 	memset(&b, 0, sizeof(b));
-	b.h.nent = VCPU_MAX_CPUID;
-	if (ioctl(v->vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, &b) < 0)
-		return err_sys(e, -errno, "KVM_GET_SUPPORTED_CPUID");
-	for (i = 0; i < b.h.nent; i++) {
-		struct kvm_cpuid_entry2 *c = &b.e[i];
-		switch (c->function) {
-		case 1:
-			c->ebx = (c->ebx & 0x00ffffffu) | ((uint32_t)v->id << 24);
-			c->ecx |= 1u << 31;      /* running under a hypervisor */
-			c->ecx &= ~(1u << 5);    /* no VMX: no nested state to migrate */
-			break;
-		case 0x0b:
-		case 0x1f:
-			c->edx = (uint32_t)v->id; /* x2APIC ID */
-			break;
-		case 0x80000001:
-			c->ecx &= ~(1u << 2);    /* no SVM */
-			break;
-		}
-	}
+	r = cpuid_host_table(v->vm->kvm_fd, b.e, &b.h.nent, e);
+	if (r < 0)
+		return r;
+	cpuid_set_apic_id(b.e, b.h.nent, (uint32_t)v->id);
 	if (ioctl(v->fd, KVM_SET_CPUID2, &b) < 0)
 		return err_sys(e, -errno, "KVM_SET_CPUID2");
 	return 0;
@@ -90,13 +72,14 @@ int vcpu_setup_cpuid(struct vcpu *v, struct err *e)
 #define APIC_LVT1 0x360
 #define APIC_MODE_NMI 0x4
 #define APIC_MODE_EXTINT 0x7
+#define APIC_LVT_MASKED (1u << 16)
 
-static void lapic_set_lvt_mode(struct kvm_lapic_state *l, int off, uint32_t mode)
+static void lapic_set_lvt(struct kvm_lapic_state *l, int off, uint32_t mode, bool masked)
 {
 	uint32_t reg;
 
 	memcpy(&reg, &l->regs[off], 4);
-	reg = (reg & ~0x700u & ~(1u << 16)) | (mode << 8); /* unmasked, delivery mode */
+	reg = (reg & ~0x700u & ~APIC_LVT_MASKED) | (mode << 8) | (masked ? APIC_LVT_MASKED : 0);
 	memcpy(&l->regs[off], &reg, 4);
 }
 
@@ -106,9 +89,11 @@ int vcpu_setup_lapic(struct vcpu *v, struct err *e)
 
 	if (ioctl(v->fd, KVM_GET_LAPIC, &l) < 0)
 		return err_sys(e, -errno, "KVM_GET_LAPIC");
-	/* The 8259 PIC reaches the CPU through LINT0 (virtual wire), NMIs through LINT1. */
-	lapic_set_lvt_mode(&l, APIC_LVT0, APIC_MODE_EXTINT);
-	lapic_set_lvt_mode(&l, APIC_LVT1, APIC_MODE_NMI);
+	/* Virtual wire mode, as a BIOS leaves it and the MP table says: the 8259 PIC
+	 * reaches the boot processor through LINT0; NMIs reach every CPU through LINT1.
+	 * An AP's LINT0 stays masked, or it would race the BSP for PIC interrupts. */
+	lapic_set_lvt(&l, APIC_LVT0, APIC_MODE_EXTINT, v->id != 0);
+	lapic_set_lvt(&l, APIC_LVT1, APIC_MODE_NMI, false);
 	if (ioctl(v->fd, KVM_SET_LAPIC, &l) < 0)
 		return err_sys(e, -errno, "KVM_SET_LAPIC");
 	return 0;
@@ -167,22 +152,6 @@ int vcpu_setup_multiboot(struct vcpu *v, uint32_t entry, uint32_t mbi, uint32_t 
 	return 0;
 }
 
-/* MSRs that carry guest state, after Firecracker's serializable ranges. */
-static int msr_wanted(uint32_t i)
-{
-	if (i == MSR_MCG_CTL)
-		return 0;
-	return i == MSR_IA32_TSC || i == 0x3b /* TSC_ADJUST */ || i == MSR_IA32_TSC_DEADLINE ||
-	       i == 0xc0000103 /* TSC_AUX */ || i == 0x1b /* APICBASE */ ||
-	       (i >= 0x174 && i <= 0x176) /* SYSENTER */ || i == 0x1a0 /* MISC_ENABLE */ ||
-	       i == 0x48 /* SPEC_CTRL */ || (i >= 0x200 && i <= 0x2ff) /* MTRRs, PAT */ ||
-	       (i >= 0x400 && i <= 0x47f) /* MC banks */ || i == 0xda0 /* XSS */ ||
-	       i == 0x11 || i == 0x12 /* old kvmclock */ ||
-	       (i >= 0x4b564d00 && i <= 0x4b564dff) /* KVM paravirt */ ||
-	       (i >= 0xc0000080 && i <= 0xc0000084) /* EFER, STAR, LSTAR, CSTAR, SFMASK */ ||
-	       (i >= 0xc0000100 && i <= 0xc0000102) /* FS/GS/KERNEL_GS base */;
-}
-
 static int msr_index_list(struct vm *vm, uint32_t *out, uint32_t *n, struct err *e)
 {
 	struct {
@@ -195,7 +164,7 @@ static int msr_index_list(struct vm *vm, uint32_t *out, uint32_t *n, struct err 
 	if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &l) < 0)
 		return err_sys(e, -errno, "KVM_GET_MSR_INDEX_LIST");
 	for (i = 0; i < l.h.nmsrs && k < VCPU_MAX_MSRS; i++)
-		if (msr_wanted(l.idx[i]))
+		if (msr_allowed(l.idx[i]))
 			out[k++] = l.idx[i];
 	*n = k;
 	return 0;
@@ -338,6 +307,13 @@ int vcpu_state_validate(const struct vcpu_state *s, struct err *e)
 	for (i = 0; i < s->ncpuid; i++)
 		if (s->cpuid[i].flags & ~7u)
 			return err_set(e, -EINVAL, "vCPU state: CPUID entry %u has unknown flags", i);
+	for (i = 0; i < s->nmsrs; i++) {
+		uint32_t idx = s->msrs[i].index;
+		const char *name = msr_name(idx);
+		if (!msr_allowed(idx))
+			return err_set(e, -EPERM, "vCPU state: MSR 0x%x%s%s%s is not one sealvm restores", idx,
+				       name ? " (" : "", name ? name : "", name ? ")" : "");
+	}
 	return 0;
 }
 
@@ -363,9 +339,11 @@ static int set_msrs(struct vcpu *v, const struct kvm_msr_entry *ents, uint32_t n
 int vcpu_load_state(struct vcpu *v, const struct vcpu_state *s, struct err *e)
 {
 	struct kvm_msr_entry early[VCPU_MAX_MSRS], late[VCPU_MAX_MSRS];
+	struct kvm_cpuid_entry2 host[CPUID_MAX_ENTRIES];
+	struct cpuid_mask_report rep;
 	struct kvm_vcpu_events ev;
 	struct cpuid_buf c;
-	uint32_t i, ne = 0, nl = 0;
+	uint32_t i, ne = 0, nl = 0, nhost = 0;
 	void *xs;
 	int r, cur;
 
@@ -378,9 +356,21 @@ int vcpu_load_state(struct vcpu *v, const struct vcpu_state *s, struct err *e)
 		fprintf(stderr, "sealvm: warning: cannot set TSC to %u kHz (host runs %d kHz)\n",
 			s->tsc_khz, cur);
 
+	/* Only what this host exposes to its own guests: a stream cannot enable VMX or
+	 * any feature KVM would accept but sealvm hides. */
+	r = cpuid_host_table(v->vm->kvm_fd, host, &nhost, e);
+	if (r < 0)
+		return r;
 	memset(&c, 0, sizeof(c));
-	c.h.nent = s->ncpuid;
 	memcpy(c.e, s->cpuid, s->ncpuid * sizeof(c.e[0]));
+	c.h.nent = cpuid_mask(c.e, s->ncpuid, host, nhost, &rep);
+	/* Bits alone are not worth a word: some KVMs report more in GET_CPUID2 than they
+	 * support, so even a same-host round trip clears a few. */
+	if (rep.vmx_svm || rep.dropped || rep.clamped)
+		fprintf(stderr,
+			"sealvm: warning: vCPU %u: incoming CPUID masked to this host's: %u leaves dropped, "
+			"%u feature bits cleared%s, %u limits lowered\n",
+			s->id, rep.dropped, rep.bits, rep.vmx_svm ? " (VMX/SVM among them)" : "", rep.clamped);
 	if (ioctl(v->fd, KVM_SET_CPUID2, &c) < 0)
 		return err_sys(e, -errno, "KVM_SET_CPUID2");
 	if (ioctl(v->fd, KVM_SET_MP_STATE, &s->mp_state) < 0)

@@ -6,11 +6,12 @@
 #include <stdint.h>
 
 #include "util/err.h"
+#include "vm/cpuid.h"
 #include "vm/vm.h"
 
 #define VCPU_STATE_VERSION 1
 #define VCPU_MAX_MSRS 256
-#define VCPU_MAX_CPUID 128
+#define VCPU_MAX_CPUID CPUID_MAX_ENTRIES
 #define VCPU_XSAVE_MAX 16384
 
 struct vcpu {
@@ -44,7 +45,8 @@ struct vcpu_state {
 int vcpu_create(struct vm *vm, int id, struct vcpu **out, struct err *e);
 void vcpu_destroy(struct vcpu *v);
 
-/* Boot configuration: CPUID from what KVM supports, LAPIC LINT0=ExtINT, LINT1=NMI. */
+/* Boot configuration: CPUID from this host's filtered table with the vCPU's APIC ID;
+ * LAPIC in virtual wire mode (BSP LINT0=ExtINT, every LINT1=NMI, AP LINT0 masked). */
 int vcpu_setup_cpuid(struct vcpu *v, struct err *e);
 int vcpu_setup_lapic(struct vcpu *v, struct err *e);
 /* Multiboot v1 entry: 32-bit protected mode, flat segments, paging off,
@@ -53,9 +55,11 @@ int vcpu_setup_multiboot(struct vcpu *v, uint32_t entry, uint32_t mbi, uint32_t 
 
 /* Saves the complete state of a vCPU that is out of KVM_RUN with its I/O completed. */
 int vcpu_save_state(struct vcpu *v, struct vcpu_state *s, struct err *e);
-/* Checks a saved state before anything is applied (version, counts, sizes). */
+/* Checks a saved state before anything is applied (version, counts, sizes, field
+ * ranges, MSRs only from the allow-list in vm/msr.h). */
 int vcpu_state_validate(const struct vcpu_state *s, struct err *e);
-/* Loads a saved state into a fresh vCPU (never run). */
+/* Loads a saved state into a fresh vCPU (never run). The CPUID goes through
+ * cpuid_mask against this host's table first. */
 int vcpu_load_state(struct vcpu *v, const struct vcpu_state *s, struct err *e);
 
 #endif

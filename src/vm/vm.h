@@ -17,7 +17,7 @@
 #define HIGHMEM_BASE (4ULL << 30)
 #define VM_MIN_RAM (2ULL << 20)
 #define VM_MAX_RAM (64ULL << 30)
-#define VM_MAX_VCPUS 1
+#define VM_MAX_VCPUS 64
 #define VM_MAX_SLOTS 2
 /* Legacy VGA window: never RAM, so device memory (the text screen) can live there
  * outside the RAM that snapshots and migrations copy page by page. The RAM pages of

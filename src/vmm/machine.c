@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <time.h>
 
+#include "vm/mptable.h"
 #include "vm/multiboot.h"
 #include "vm/vm_state.h"
 
@@ -49,12 +50,14 @@ static void on_debug_exit(void *opaque, uint8_t status)
 	machine_stop(opaque, STOP_DEBUG_EXIT, status, msg);
 }
 
-int machine_init(struct machine *m, uint64_t ram_size, int serial_fd, struct err *e)
+int machine_init(struct machine *m, uint64_t ram_size, int nr_vcpus, int serial_fd, struct err *e)
 {
 	struct sigaction sa;
-	int r;
+	int r, max, i;
 
 	memset(m, 0, sizeof(*m));
+	if (nr_vcpus < 1 || nr_vcpus > VM_MAX_VCPUS)
+		return err_set(e, -EINVAL, "%d vCPUs: sealvm runs 1 to %d", nr_vcpus, VM_MAX_VCPUS);
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
 	memset(&sa, 0, sizeof(sa));
@@ -63,7 +66,18 @@ int machine_init(struct machine *m, uint64_t ram_size, int serial_fd, struct err
 
 	r = vm_create(&m->vm, ram_size, e);
 	if (r < 0)
-		return r;
+		goto fail_sync;
+	max = ioctl(m->vm.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max <= 0)
+		max = ioctl(m->vm.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max > 0 && nr_vcpus > max) {
+		r = err_set(e, -EINVAL, "%d vCPUs: this host's KVM runs at most %d", nr_vcpus, max);
+		vm_destroy(&m->vm);
+		goto fail_sync;
+	}
+	m->nr_vcpus = nr_vcpus;
+	for (i = 0; i < VM_MAX_VCPUS; i++)
+		m->cpus[i].m = m;
 	serial_init(&m->serial, serial_fd, serial_irq, m);
 	i8042_init(&m->kbd, kbd_irq, on_reset, m);
 	r = vga_init(&m->vga, e);
@@ -71,29 +85,44 @@ int machine_init(struct machine *m, uint64_t ram_size, int serial_fd, struct err
 		r = vga_attach(&m->vga, &m->bus, &m->vm, e);
 	if (r < 0) {
 		vga_destroy(&m->vga);
+		serial_destroy(&m->serial);
 		vm_destroy(&m->vm);
-		return r;
+		goto fail_sync;
 	}
 	if (serial_attach(&m->serial, &m->bus) || i8042_attach(&m->kbd, &m->bus) ||
 	    debug_exit_attach(&m->dbg, &m->bus, on_debug_exit, m)) {
 		vga_destroy(&m->vga);
+		serial_destroy(&m->serial);
 		vm_destroy(&m->vm);
-		return err_set(e, -ENOSPC, "port bus full");
+		r = err_set(e, -ENOSPC, "port bus full");
+		goto fail_sync;
 	}
 	m->state = MACHINE_CREATED;
 	m->started_ns = now_ns();
 	return 0;
+fail_sync:
+	pthread_cond_destroy(&m->cond);
+	pthread_mutex_destroy(&m->lock);
+	return r;
 }
 
 void machine_destroy(struct machine *m)
 {
-	if (m->thread_started) {
-		machine_stop(m, STOP_QUIT, 0, NULL);
-		pthread_join(m->thread, NULL);
-		m->thread_started = false;
+	int i;
+
+	machine_stop(m, STOP_QUIT, 0, NULL);
+	for (i = 0; i < m->nr_vcpus; i++) {
+		struct vcpu_runner *c = &m->cpus[i];
+		if (c->started)
+			pthread_join(c->thread, NULL);
+		c->started = false;
 	}
-	vcpu_destroy(m->vcpu);
-	m->vcpu = NULL;
+	for (i = 0; i < m->nr_vcpus; i++) {
+		vcpu_destroy(m->cpus[i].v);
+		m->cpus[i].v = NULL;
+		m->vm.vcpus[i] = NULL;
+	}
+	m->vm.nr_vcpus = 0;
 	serial_destroy(&m->serial);
 	i8042_destroy(&m->kbd);
 	vm_destroy(&m->vm);
@@ -102,12 +131,27 @@ void machine_destroy(struct machine *m)
 	pthread_mutex_destroy(&m->lock);
 }
 
+/* Creates vCPUs 0..nr_vcpus-1, fresh (never run: KVM takes CPUID only before the first run). */
+static int create_vcpus(struct machine *m, struct err *e)
+{
+	int i, r;
+
+	for (i = 0; i < m->nr_vcpus; i++) {
+		r = vcpu_create(&m->vm, i, &m->cpus[i].v, e);
+		if (r < 0)
+			return r;
+		m->vm.vcpus[i] = m->cpus[i].v;
+		m->vm.nr_vcpus = i + 1;
+	}
+	return 0;
+}
+
 int machine_boot(struct machine *m, const char *kernel, const char *cmdline, struct err *e)
 {
 	struct mb_boot boot;
 	uint8_t *img;
 	size_t len;
-	int r;
+	int r, i;
 
 	r = mb_read_file(kernel, &img, &len, e);
 	if (r < 0)
@@ -116,17 +160,18 @@ int machine_boot(struct machine *m, const char *kernel, const char *cmdline, str
 	free(img);
 	if (r < 0)
 		return err_wrap(e, "%s", kernel);
-	r = vcpu_create(&m->vm, 0, &m->vcpu, e);
+	r = mptable_write(&m->vm, m->nr_vcpus, e);
 	if (r == 0)
-		r = vcpu_setup_cpuid(m->vcpu, e);
-	if (r == 0)
-		r = vcpu_setup_lapic(m->vcpu, e);
-	if (r == 0)
-		r = vcpu_setup_multiboot(m->vcpu, boot.entry, boot.mbi, boot.gdt, e);
-	if (r == 0) {
-		m->vm.vcpus[0] = m->vcpu;
-		m->vm.nr_vcpus = 1;
+		r = create_vcpus(m, e);
+	for (i = 0; r == 0 && i < m->nr_vcpus; i++) {
+		r = vcpu_setup_cpuid(m->cpus[i].v, e);
+		if (r == 0)
+			r = vcpu_setup_lapic(m->cpus[i].v, e);
 	}
+	/* KVM leaves the APs in wait-for-SIPI (KVM_MP_STATE_UNINITIALIZED): the guest
+	 * starts them with INIT and SIPI. Only the BSP gets the Multiboot entry state. */
+	if (r == 0)
+		r = vcpu_setup_multiboot(m->cpus[0].v, boot.entry, boot.mbi, boot.gdt, e);
 	return r;
 }
 
@@ -135,18 +180,19 @@ static void handle_io(struct machine *m, struct kvm_run *run)
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	uint32_t i;
 
-	m->io_exits++;
+	__atomic_fetch_add(&m->io_exits, 1, __ATOMIC_RELAXED);
 	for (i = 0; i < run->io.count; i++)
 		pio_bus_access(&m->bus, run->io.port, data + i * run->io.size, run->io.size,
 			       run->io.direction == KVM_EXIT_IO_OUT);
 }
 
 /* Returns false when the machine must stop. */
-static bool handle_exit(struct machine *m, struct kvm_run *run)
+static bool handle_exit(struct vcpu_runner *c, struct kvm_run *run)
 {
-	char msg[128];
+	struct machine *m = c->m;
+	char msg[160];
 
-	m->exits++;
+	__atomic_fetch_add(&m->exits, 1, __ATOMIC_RELAXED);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		handle_io(m, run);
@@ -159,64 +205,75 @@ static bool handle_exit(struct machine *m, struct kvm_run *run)
 	case KVM_EXIT_INTR:
 		return true;
 	case KVM_EXIT_SHUTDOWN:
-		machine_stop(m, STOP_RESET, 0, "guest triple-faulted (shutdown)");
+		snprintf(msg, sizeof(msg), "guest triple-faulted (shutdown) on vCPU %d", c->v->id);
+		machine_stop(m, STOP_RESET, 0, msg);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		machine_stop(m, STOP_RESET, 0, "guest requested a system event (reset or power off)");
 		return false;
 	case KVM_EXIT_FAIL_ENTRY:
-		snprintf(msg, sizeof(msg), "KVM entry failed, reason 0x%llx",
+		snprintf(msg, sizeof(msg), "KVM entry failed on vCPU %d, reason 0x%llx", c->v->id,
 			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
 		machine_stop(m, STOP_ERROR, 1, msg);
 		return false;
 	case KVM_EXIT_INTERNAL_ERROR:
-		snprintf(msg, sizeof(msg), "KVM internal error, suberror %u", run->internal.suberror);
+		snprintf(msg, sizeof(msg), "KVM internal error on vCPU %d, suberror %u", c->v->id,
+			 run->internal.suberror);
 		machine_stop(m, STOP_ERROR, 1, msg);
 		return false;
 	default:
-		snprintf(msg, sizeof(msg), "unhandled KVM exit %u", run->exit_reason);
+		snprintf(msg, sizeof(msg), "unhandled KVM exit %u on vCPU %d", run->exit_reason, c->v->id);
 		machine_stop(m, STOP_ERROR, 1, msg);
 		return false;
 	}
 }
 
-/* Called on EINTR with the lock held: parks the thread while a pause is wanted. */
-static bool park_if_asked(struct machine *m)
+static bool all_parked(struct machine *m)
 {
-	struct kvm_run *run = m->vcpu->run;
+	int i;
+
+	for (i = 0; i < m->nr_vcpus; i++)
+		if (m->cpus[i].started && !m->cpus[i].parked)
+			return false;
+	return true;
+}
+
+/* Called after KVM_RUN returned EINTR/EAGAIN, with the lock held: parks the
+ * thread while a pause is wanted. Returns false when the machine stops. */
+static bool park_if_asked(struct vcpu_runner *c)
+{
+	struct machine *m = c->m;
 
 	while (m->held && !m->stop_req) {
-		if (!m->paused_ack) {
-			m->paused_ack = true;
-			m->run_ns += now_ns() - m->last_resume_ns;
+		if (!c->parked) {
+			c->parked = true;
 			pthread_cond_broadcast(&m->cond);
 		}
 		pthread_cond_wait(&m->cond, &m->lock);
 	}
-	if (m->paused_ack) {
-		m->paused_ack = false;
-		m->last_resume_ns = now_ns();
-	}
-	run->immediate_exit = 0;
+	c->parked = false;
+	c->v->run->immediate_exit = 0;
 	return !m->stop_req;
 }
 
 static void *vcpu_thread(void *arg)
 {
-	struct machine *m = arg;
-	struct kvm_run *run = m->vcpu->run;
+	struct vcpu_runner *c = arg;
+	struct machine *m = c->m;
+	struct kvm_run *run = c->v->run;
 	sigset_t set;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIG_KICK);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	for (;;) {
-		int r = ioctl(m->vcpu->fd, KVM_RUN, 0);
+		int r = ioctl(c->v->fd, KVM_RUN, 0);
 		if (r < 0 && (errno == EINTR || errno == EAGAIN)) {
+			/* EAGAIN: an AP left wait-for-SIPI. Either way the I/O of the last
+			 * exit is complete now: KVM_RUN was re-entered. */
 			bool go;
-			/* I/O of the last exit is complete now: KVM_RUN was re-entered. */
 			pthread_mutex_lock(&m->lock);
-			go = park_if_asked(m);
+			go = park_if_asked(c);
 			pthread_mutex_unlock(&m->lock);
 			if (!go)
 				break;
@@ -224,48 +281,71 @@ static void *vcpu_thread(void *arg)
 		}
 		if (r < 0) {
 			char msg[128];
-			snprintf(msg, sizeof(msg), "KVM_RUN failed: %s", strerror(errno));
+			snprintf(msg, sizeof(msg), "KVM_RUN failed on vCPU %d: %s", c->v->id, strerror(errno));
 			machine_stop(m, STOP_ERROR, 1, msg);
 			break;
 		}
-		if (!handle_exit(m, run))
+		if (!handle_exit(c, run))
 			break;
 	}
 	pthread_mutex_lock(&m->lock);
-	m->paused_ack = true; /* a stopped vCPU is also a quiet one */
+	c->parked = true; /* a stopped vCPU is also a quiet one */
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
 	return NULL;
 }
 
+/* Makes a vCPU thread leave KVM_RUN (or not enter it) soon; lock held. */
+static void kick(struct vcpu_runner *c)
+{
+	if (!c->v)
+		return;
+	c->v->run->immediate_exit = 1; /* set before the signal: no lost wake-up */
+	if (c->started)
+		pthread_kill(c->thread, SIG_KICK);
+}
+
+static void kick_all(struct machine *m)
+{
+	int i;
+
+	for (i = 0; i < m->nr_vcpus; i++)
+		kick(&m->cpus[i]);
+}
+
 int machine_start(struct machine *m, struct err *e)
 {
 	sigset_t set, old;
-	int r;
+	int r = 0, i;
 
-	if (!m->vcpu)
-		return err_set(e, -EINVAL, "no vCPU to run");
-	/* Only the vCPU thread takes the kick signal. */
+	for (i = 0; i < m->nr_vcpus; i++)
+		if (!m->cpus[i].v)
+			return err_set(e, -EINVAL, "vCPU %d does not exist", i);
+	/* Only the vCPU threads take the kick signal (they inherit this mask and unblock it). */
 	sigemptyset(&set);
 	sigaddset(&set, SIG_KICK);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	pthread_mutex_lock(&m->lock);
 	m->state = m->held ? MACHINE_PAUSED : MACHINE_RUNNING;
-	m->vcpu->run->immediate_exit = m->held ? 1 : 0; /* held: park before the first guest instruction */
 	m->last_resume_ns = now_ns();
+	for (i = 0; i < m->nr_vcpus && r == 0; i++) {
+		struct vcpu_runner *c = &m->cpus[i];
+		c->parked = false;
+		c->v->run->immediate_exit = m->held ? 1 : 0; /* held: park before the first guest instruction */
+		r = pthread_create(&c->thread, NULL, vcpu_thread, c);
+		c->started = r == 0;
+		if (r == 0) {
+			char name[16];
+			snprintf(name, sizeof(name), "vcpu%d", i); /* ps, top and the benchmark tell them apart */
+			pthread_setname_np(c->thread, name);
+		}
+	}
 	pthread_mutex_unlock(&m->lock);
-	r = pthread_create(&m->thread, NULL, vcpu_thread, m);
-	if (r)
-		return err_set(e, -r, "cannot start the vCPU thread");
-	m->thread_started = true;
+	if (r) {
+		machine_stop(m, STOP_ERROR, 1, "cannot start a vCPU thread");
+		return err_set(e, -r, "cannot start the thread of vCPU %d", i - 1);
+	}
 	return 0;
-}
-
-static void kick(struct machine *m)
-{
-	m->vcpu->run->immediate_exit = 1; /* set before the signal: no lost wake-up */
-	if (m->thread_started)
-		pthread_kill(m->thread, SIG_KICK);
 }
 
 void machine_pause(struct machine *m, unsigned holder)
@@ -273,14 +353,14 @@ void machine_pause(struct machine *m, unsigned holder)
 	pthread_mutex_lock(&m->lock);
 	m->held |= holder;
 	if (m->state == MACHINE_RUNNING) {
-		kick(m);
-		while (!m->paused_ack && !m->stop_req)
+		kick_all(m);
+		/* every vCPU parks, or ends if a stop raced with the pause: quiet either way */
+		while (!all_parked(m))
 			pthread_cond_wait(&m->cond, &m->lock);
-		/* a stop that raced with the pause still leaves the vCPU quiet */
-		while (!m->paused_ack)
-			pthread_cond_wait(&m->cond, &m->lock);
-		if (m->state == MACHINE_RUNNING)
+		if (m->state == MACHINE_RUNNING) {
 			m->state = MACHINE_PAUSED;
+			m->run_ns += now_ns() - m->last_resume_ns;
+		}
 	}
 	pthread_mutex_unlock(&m->lock);
 }
@@ -291,6 +371,7 @@ void machine_resume(struct machine *m, unsigned holder)
 	m->held &= ~holder;
 	if (m->state == MACHINE_PAUSED && !m->held) {
 		m->state = MACHINE_RUNNING;
+		m->last_resume_ns = now_ns();
 		pthread_cond_broadcast(&m->cond);
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -330,8 +411,7 @@ void machine_stop(struct machine *m, enum machine_stop_reason why, int status, c
 	}
 	m->stop_req = true;
 	m->state = MACHINE_STOPPED;
-	if (m->vcpu)
-		kick(m);
+	kick_all(m);
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
 }
@@ -379,10 +459,11 @@ int machine_save_config(struct machine *m, struct sec_writer *w, struct err *e)
 	struct iovec iov = { &c, sizeof(c) };
 
 	memset(&c, 0, sizeof(c));
-	c.version = CONFIG_VERSION;
-	c.nr_vcpus = 1;
+	/* one vCPU: version 1, which sealvm versions before multi-vCPU support read too */
+	c.version = m->nr_vcpus == 1 ? CONFIG_VERSION_1CPU : CONFIG_VERSION;
+	c.nr_vcpus = (uint32_t)m->nr_vcpus;
 	c.ram_size = m->vm.ram_size;
-	return sec_write(w, SEC_CONFIG, 1, &iov, 1, e);
+	return sec_write(w, SEC_CONFIG, c.version, &iov, 1, e);
 }
 
 int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e)
@@ -391,24 +472,26 @@ int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e)
 	struct vcpu_state *vs;
 	struct vm_state vms;
 	struct iovec iov;
-	int r;
+	int r, i;
 
 	vs = malloc(sizeof(*vs));
 	if (!vs)
 		return err_set(e, -ENOMEM, "vCPU state");
 	/* Devices first: an interrupt they raise must reach the irqchip state we save. */
 	serial_save(&m->serial, &ss);
-	r = vcpu_save_state(m->vcpu, vs, e);
+	iov = (struct iovec){ &ss, sizeof(ss) };
+	r = sec_write(w, SEC_SERIAL, 1, &iov, 1, e);
+	/* Every vCPU is parked: each one's state is from the same instant. An AP that
+	 * waits for SIPI or halts travels as such (its MP state). */
+	for (i = 0; r == 0 && i < m->nr_vcpus; i++) {
+		r = vcpu_save_state(m->cpus[i].v, vs, e);
+		if (r == 0) {
+			iov = (struct iovec){ vs, sizeof(*vs) };
+			r = sec_write(w, SEC_VCPU, VCPU_STATE_VERSION, &iov, 1, e);
+		}
+	}
 	if (r == 0)
 		r = vm_state_save(&m->vm, &vms, e);
-	if (r == 0) {
-		iov = (struct iovec){ &ss, sizeof(ss) };
-		r = sec_write(w, SEC_SERIAL, 1, &iov, 1, e);
-	}
-	if (r == 0) {
-		iov = (struct iovec){ vs, sizeof(*vs) };
-		r = sec_write(w, SEC_VCPU, 1, &iov, 1, e);
-	}
 	if (r == 0) {
 		iov = (struct iovec){ &vms, sizeof(vms) };
 		r = sec_write(w, SEC_VM, 1, &iov, 1, e);
@@ -428,10 +511,14 @@ int machine_config_read(struct sec_reader *r, const struct sec_hdr *h, struct ma
 	rc = sec_read_exact(r, h, c, sizeof(*c), e);
 	if (rc < 0)
 		return rc;
-	if (c->version != CONFIG_VERSION)
-		return err_set(e, -EPROTO, "machine config version %u not supported", c->version);
-	if (c->nr_vcpus != 1)
-		return err_set(e, -EINVAL, "machine config: %u vCPUs (this sealvm runs 1)", c->nr_vcpus);
+	if (c->version != h->version || c->version < CONFIG_VERSION_1CPU || c->version > CONFIG_VERSION)
+		return err_set(e, -EPROTO, "machine config version %u not supported (section version %u)",
+			       c->version, h->version);
+	if (c->version == CONFIG_VERSION_1CPU && c->nr_vcpus != 1)
+		return err_set(e, -EINVAL, "machine config: version 1 describes one vCPU, not %u", c->nr_vcpus);
+	if (c->nr_vcpus < 1 || c->nr_vcpus > VM_MAX_VCPUS)
+		return err_set(e, -EINVAL, "machine config: %u vCPUs (sealvm runs 1 to %d)", c->nr_vcpus,
+			       VM_MAX_VCPUS);
 	if (c->ram_size < VM_MIN_RAM || c->ram_size > VM_MAX_RAM || c->ram_size % PAGE_SIZE)
 		return err_set(e, -EINVAL, "machine config: RAM size %llu out of range",
 			       (unsigned long long)c->ram_size);
@@ -445,10 +532,40 @@ void machine_loader_init(struct machine_loader *l)
 
 void machine_loader_fini(struct machine_loader *l)
 {
-	free(l->vcpu);
+	int i;
+
+	for (i = 0; i < VM_MAX_VCPUS; i++) {
+		free(l->vcpu[i]);
+		l->vcpu[i] = NULL;
+	}
 	free(l->vmst);
-	l->vcpu = NULL;
 	l->vmst = NULL;
+	l->have_vcpus = 0;
+}
+
+static int load_vcpu_section(struct machine_loader *l, struct sec_reader *r, const struct sec_hdr *h,
+			     struct err *e)
+{
+	uint32_t limit = l->nr_vcpus ? l->nr_vcpus : VM_MAX_VCPUS;
+	struct vcpu_state *s = malloc(sizeof(*s));
+	int rc;
+
+	if (!s)
+		return err_set(e, -ENOMEM, "vCPU state");
+	rc = sec_read_exact(r, h, s, sizeof(*s), e);
+	if (rc == 0)
+		rc = vcpu_state_validate(s, e);
+	if (rc == 0 && s->id >= limit)
+		rc = err_set(e, -EINVAL, "VCPU section for vCPU %u, but the VM has %u", s->id, limit);
+	if (rc == 0 && l->vcpu[s->id])
+		rc = err_set(e, -EPROTO, "stream has a second VCPU section for vCPU %u", s->id);
+	if (rc < 0) {
+		free(s);
+		return rc;
+	}
+	l->vcpu[s->id] = s;
+	l->have_vcpus++;
+	return 0;
 }
 
 int machine_load_section(struct machine_loader *l, struct sec_reader *r, const struct sec_hdr *h,
@@ -458,15 +575,7 @@ int machine_load_section(struct machine_loader *l, struct sec_reader *r, const s
 
 	switch (h->id) {
 	case SEC_VCPU:
-		if (l->have_vcpu)
-			return err_set(e, -EPROTO, "stream has a second VCPU section");
-		if (!l->vcpu && !(l->vcpu = malloc(sizeof(*l->vcpu))))
-			return err_set(e, -ENOMEM, "vCPU state");
-		rc = sec_read_exact(r, h, l->vcpu, sizeof(*l->vcpu), e);
-		if (rc == 0)
-			rc = vcpu_state_validate(l->vcpu, e);
-		l->have_vcpu = rc == 0;
-		return rc;
+		return load_vcpu_section(l, r, h, e);
 	case SEC_VM:
 		if (l->have_vm)
 			return err_set(e, -EPROTO, "stream has a second VM section");
@@ -491,20 +600,39 @@ int machine_load_section(struct machine_loader *l, struct sec_reader *r, const s
 	}
 }
 
+int machine_loader_complete(const struct machine_loader *l, uint32_t nr_vcpus, struct err *e)
+{
+	uint32_t i;
+
+	if (!l->have_vm || !l->have_serial)
+		return err_set(e, -EPROTO, "state incomplete: missing %s section", !l->have_vm ? "VM" : "SERIAL");
+	if (nr_vcpus < 1 || nr_vcpus > VM_MAX_VCPUS)
+		return err_set(e, -EINVAL, "state for %u vCPUs", nr_vcpus);
+	for (i = 0; i < nr_vcpus; i++)
+		if (!l->vcpu[i])
+			return err_set(e, -EPROTO, "state incomplete: missing VCPU section for vCPU %u of %u", i,
+				       nr_vcpus);
+	for (; i < VM_MAX_VCPUS; i++)
+		if (l->vcpu[i])
+			return err_set(e, -EPROTO, "stream has a VCPU section for vCPU %u, but the VM has %u", i,
+				       nr_vcpus);
+	return 0;
+}
+
 int machine_load_commit(struct machine *m, struct machine_loader *l, struct err *e)
 {
-	int r;
+	int r, i;
 
-	if (!l->have_vcpu || !l->have_vm || !l->have_serial)
-		return err_set(e, -EPROTO, "state incomplete: missing %s section",
-			       !l->have_vcpu ? "VCPU" : !l->have_vm ? "VM" : "SERIAL");
-	/* A fresh vCPU: KVM refuses CPUID changes after the first KVM_RUN. */
-	r = vcpu_create(&m->vm, 0, &m->vcpu, e);
+	r = machine_loader_complete(l, (uint32_t)m->nr_vcpus, e);
 	if (r < 0)
 		return r;
-	m->vm.vcpus[0] = m->vcpu;
-	m->vm.nr_vcpus = 1;
-	r = vcpu_load_state(m->vcpu, l->vcpu, e);
+	/* Fresh vCPUs: KVM refuses CPUID changes after the first KVM_RUN. */
+	r = create_vcpus(m, e);
+	for (i = 0; r == 0 && i < m->nr_vcpus; i++) {
+		r = vcpu_load_state(m->cpus[i].v, l->vcpu[i], e);
+		if (r < 0)
+			err_wrap(e, "vCPU %d", i);
+	}
 	if (r == 0)
 		r = vm_state_load(&m->vm, l->vmst, e);
 	if (r == 0)

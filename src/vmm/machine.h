@@ -1,6 +1,11 @@
-/* A running machine: the VM, its vCPU thread, the port bus and the devices,
+/* A running machine: the VM, one thread per vCPU, the port bus and the devices,
  * with pause/resume and whole-machine state save/load.
- * Everything that touches KVM state while the guest runs goes through here. */
+ * Everything that touches KVM state while the guest runs goes through here.
+ *
+ * Each vCPU thread runs KVM_RUN on its own and takes the machine lock only to park:
+ * a vCPU that blocks in the kernel (HLT, wait-for-SIPI, a missing page served by
+ * userfaultfd) blocks nobody else. A pause kicks every thread and returns once all
+ * of them are parked outside KVM_RUN with their last port/MMIO access completed. */
 #ifndef SEALVM_VMM_MACHINE_H
 #define SEALVM_VMM_MACHINE_H
 
@@ -45,8 +50,12 @@ enum machine_stop_reason {
 	STOP_ERROR,        /* KVM reported an error */
 };
 
-#define CONFIG_VERSION 1
-/* The machine's shape, sent first so a receiver can build the VM. */
+/* CONFIG: the machine's shape, first in a snapshot, so a receiver can build the VM.
+ * Version 1: one vCPU. Version 2: nr_vcpus (1..64) vCPUs, one VCPU section each
+ * with its id inside. A one-vCPU machine still writes version 1, which every
+ * sealvm reads; both versions are read. */
+#define CONFIG_VERSION_1CPU 1
+#define CONFIG_VERSION 2
 struct machine_config {
 	uint32_t version;
 	uint32_t nr_vcpus;
@@ -54,9 +63,21 @@ struct machine_config {
 	uint8_t reserved[48];
 };
 
+struct machine;
+
+/* One vCPU and the thread that runs it. */
+struct vcpu_runner {
+	struct machine *m;
+	struct vcpu *v;
+	pthread_t thread;
+	bool started;
+	bool parked;    /* outside KVM_RUN, its I/O completed, waiting (or its thread ended) */
+};
+
 struct machine {
 	struct vm vm;
-	struct vcpu *vcpu;
+	int nr_vcpus;
+	struct vcpu_runner cpus[VM_MAX_VCPUS];
 	struct pio_bus bus;
 	struct serial serial;
 	struct i8042 kbd;
@@ -65,31 +86,31 @@ struct machine {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	pthread_t thread;
-	bool thread_started;
 	enum machine_run_state state;
 	unsigned held;             /* enum pause_holder bits */
-	bool paused_ack, stop_req;
+	bool stop_req;
 	enum machine_stop_reason stop_reason;
 	int exit_status;
 	char stop_msg[256];
 
-	uint64_t exits, io_exits;
+	uint64_t exits, io_exits;  /* all vCPUs (atomic adds) */
 	uint64_t started_ns;
 	uint64_t run_ns, last_resume_ns;   /* time the guest spent running */
 };
 
-/* Creates the VM and devices; serial output goes to serial_fd (-1 drops it). */
-int machine_init(struct machine *m, uint64_t ram_size, int serial_fd, struct err *e);
+/* Creates the VM (nr_vcpus 1..VM_MAX_VCPUS, checked against KVM's limit) and devices;
+ * serial output goes to serial_fd (-1 drops it). The vCPUs come with boot or load. */
+int machine_init(struct machine *m, uint64_t ram_size, int nr_vcpus, int serial_fd, struct err *e);
 void machine_destroy(struct machine *m);
-/* Loads a Multiboot kernel and sets up the boot vCPU. */
+/* Loads a Multiboot kernel, writes the MP table, creates the vCPUs: vCPU 0 at the
+ * kernel's entry, the others waiting for INIT/SIPI as on hardware. */
 int machine_boot(struct machine *m, const char *kernel, const char *cmdline, struct err *e);
-/* Starts the vCPU thread; it parks at once if someone already holds the machine paused. */
+/* Starts the vCPU threads; they park at once if someone already holds the machine paused. */
 int machine_start(struct machine *m, struct err *e);
-/* Adds holder to those holding the machine paused; the vCPU is then outside
- * KVM_RUN with any port I/O completed (waits for it). */
+/* Adds holder to those holding the machine paused; every vCPU is then outside
+ * KVM_RUN with any port/MMIO access completed (waits for all of them). */
 void machine_pause(struct machine *m, unsigned holder);
-/* Releases holder; the guest runs again once no holder is left. */
+/* Releases holder; every vCPU runs again once no holder is left. */
 void machine_resume(struct machine *m, unsigned holder);
 /* The enum pause_holder bits currently set. */
 unsigned machine_held(struct machine *m);
@@ -102,28 +123,32 @@ enum machine_stop_reason machine_wait(struct machine *m);
 enum machine_run_state machine_state(struct machine *m);
 const char *machine_state_name(enum machine_run_state s);
 
-/* State sections. save_state needs the machine paused; it writes SERIAL, VCPU, VM
- * (devices first, clock last). */
+/* State sections. save_state needs the machine paused; it writes SERIAL, one VCPU
+ * per vCPU in id order, VM (devices first, clock last). */
 int machine_save_config(struct machine *m, struct sec_writer *w, struct err *e);
 int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e);
 
 /* Loading: the config section first (machine_init from it), then any PAGES and
  * state sections via machine_load_section (buffered, validated), then
- * machine_load_commit applies the buffered state to a fresh vCPU. */
+ * machine_load_commit applies the buffered state to fresh vCPUs. */
 int machine_config_read(struct sec_reader *r, const struct sec_hdr *h, struct machine_config *c,
 			struct err *e);
 struct machine_loader {
-	struct vcpu_state *vcpu;
+	uint32_t nr_vcpus;         /* expected VCPU sections; 0: not known yet (up to VM_MAX_VCPUS) */
+	uint32_t have_vcpus;       /* VCPU sections buffered */
+	struct vcpu_state *vcpu[VM_MAX_VCPUS];  /* by vCPU id */
 	struct vm_state *vmst;
 	struct serial_state serial;
-	bool have_vcpu, have_vm, have_serial;
+	bool have_vm, have_serial;
 };
 void machine_loader_init(struct machine_loader *l);
 void machine_loader_fini(struct machine_loader *l);
 /* Consumes one section of type VCPU, VM or SERIAL (header already read). */
 int machine_load_section(struct machine_loader *l, struct sec_reader *r, const struct sec_hdr *h,
 			 struct err *e);
-/* Creates the vCPU and loads everything in order; the machine stays paused. */
+/* Checks the buffered state is complete for nr_vcpus vCPUs (every id once). */
+int machine_loader_complete(const struct machine_loader *l, uint32_t nr_vcpus, struct err *e);
+/* Creates the vCPUs and loads everything in order; the machine stays paused. */
 int machine_load_commit(struct machine *m, struct machine_loader *l, struct err *e);
 
 uint64_t now_ns(void);

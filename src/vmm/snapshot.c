@@ -197,8 +197,9 @@ int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, str
 	if (r == 0)
 		r = machine_config_read(&rd, &h, &cfg, e);
 	if (r == 0) {
-		r = machine_init(m, cfg.ram_size, serial_fd, e);
+		r = machine_init(m, cfg.ram_size, (int)cfg.nr_vcpus, serial_fd, e);
 		inited = r == 0;
+		ld.nr_vcpus = cfg.nr_vcpus; /* a VCPU section beyond them is refused as it arrives */
 	}
 	while (r == 0 && !done) {
 		r = sec_read_hdr(&rd, &h, e);

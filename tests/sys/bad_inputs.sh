@@ -38,6 +38,10 @@ expect_err "outside guest RAM" "$SEALVM" run --kernel "$T/high.elf" --mem 64M
 expect_err "extends past the end of the file|malformed|no Multiboot" "$SEALVM" run --kernel "$T/trunc.elf"
 expect_err "out of range" "$SEALVM" run --kernel "$GUEST/counter.elf" --mem 100T
 expect_err "out of range" "$SEALVM" run --kernel "$GUEST/counter.elf" --mem 1K
+expect_err "--cpus 0: give a number of vCPUs from 1 to 64" "$SEALVM" run --kernel "$GUEST/counter.elf" --cpus 0
+expect_err "--cpus 65: give a number of vCPUs from 1 to 64" "$SEALVM" run --kernel "$GUEST/counter.elf" --cpus 65
+expect_err "--cpus 2x: give a number" "$SEALVM" run --kernel "$GUEST/counter.elf" --cpus 2x
+expect_err "--cpus goes with --kernel" "$SEALVM" run --restore "$T/text" --cpus 2
 expect_err "too large|out of range" "$SEALVM" run --kernel "$GUEST/counter.elf" --mem 99999999999999999999G
 expect_err "unknown suffix" "$SEALVM" run --kernel "$GUEST/counter.elf" --mem 12Q
 expect_err "not a number" "$SEALVM" run --kernel "$GUEST/counter.elf" --mem abc

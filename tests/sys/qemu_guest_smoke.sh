@@ -9,7 +9,7 @@ command -v $QEMU >/dev/null || { echo "SKIP: $QEMU not installed"; exit 77; }
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 G=$ROOT/build/guest
 
-if [ ! -f $G/counter.elf ] || [ ! -f $G/mbinfo.elf ]; then
+if [ ! -f $G/counter.elf ] || [ ! -f $G/mbinfo.elf ] || [ ! -f $G/memcheck.elf ]; then
     make -s -C "$ROOT" guests >/dev/null 2>&1 || { echo "FAIL: make guests failed"; exit 1; }
 fi
 accel=${SEALVM_QEMU_ACCEL:-}
@@ -26,7 +26,7 @@ fail() { echo "FAIL: $*"; [ -z "$out" ] || sed 's/^/  | /' "$out" | head -20 >&2
 # $dir/NAME.rc (QEMU exits (v<<1)|1 when the guest writes v to the debug-exit port). The boots run in
 # parallel: each costs ~3.5 s of firmware on this machine's KVM, and there are 2 cores.
 boot() {
-    (timeout 15 $QEMU -accel $accel -kernel "$2" -append "$3" -m "$4" -nodefaults -display none -serial stdio \
+    (timeout 30 $QEMU -accel $accel -smp "${5:-1}" -kernel "$2" -append "$3" -m "$4" -nodefaults -display none -serial stdio \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 -no-reboot >"$dir/$1.out" 2>&1
      echo $? >"$dir/$1.rc") &
 }
@@ -40,6 +40,10 @@ use() {
 boot counter $G/counter.elf "interval=50 limit=3" 64M
 boot mbinfo $G/mbinfo.elf "status=7 smoke=1" 128M
 boot reset $G/mbinfo.elf "reset=1" 64M
+# the memory checker on 2 processors: found in QEMU's ACPI MADT, and (one core per socket, so
+# SeaBIOS lists both) in its MP table; each CPU verifies its share and the shared region twice
+boot smp_acpi $G/memcheck.elf "ws=8 rate=16 light=1 hb=250 passes=2" 64M 2
+boot smp_mp $G/memcheck.elf "ws=8 rate=16 light=1 hb=250 passes=2 tables=1" 64M 2,sockets=2
 wait
 
 use counter
@@ -62,4 +66,13 @@ grep -qx 'MBI END' "$out" || fail "mbinfo: no MBI END"
 use reset
 [ "$rc" = 0 ] && grep -qx 'MBI END' "$out" || fail "mbinfo reset=1: exit status $rc, want 0 (reset with -no-reboot)"
 
-echo "PASS: counter and mbinfo boot under QEMU ($accel): output, memory info, exit status and reset"
+for t in acpi mp; do
+    use smp_$t
+    [ "$rc" = 1 ] || fail "memcheck -smp 2 ($t): exit status $rc, want 1 (guest status 0: every page clean)"
+    grep -q "^SMP cpus=2 of 2 source=$t .* apic=0,1$" "$out" || fail "memcheck -smp 2: no 2 CPUs from the $t table"
+    grep -qx "CPU 1 up apic=1" "$out" || fail "memcheck -smp 2 ($t): the AP did not start"
+    grep -q "^CPU 1 seq=" "$out" || fail "memcheck -smp 2 ($t): no heartbeat from CPU 1"
+    grep -q "^DONE passes=2 .* bad=0 " "$out" && ! grep -q "^BAD" "$out" || fail "memcheck -smp 2 ($t): not clean"
+done
+
+echo "PASS: counter, mbinfo and memcheck on 2 CPUs (ACPI and MP tables) boot under QEMU ($accel): output, memory info, exit status and reset"

@@ -171,7 +171,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rogue: replay needs URI2 to record from\n");
 		return 2;
 	}
-	if (machine_init(&m, 64ull << 20, -1, &e) < 0 || machine_boot(&m, argv[3], "interval=50", &e) < 0 ||
+	if (machine_init(&m, 64ull << 20, 1, -1, &e) < 0 || machine_boot(&m, argv[3], "interval=50", &e) < 0 ||
 	    machine_start(&m, &e) < 0) {
 		fprintf(stderr, "rogue: cannot build its VM: %s\n", e.msg);
 		return 2;

@@ -236,6 +236,7 @@ static int rx_run(struct rx *x, const uint8_t *p, size_t len, struct err *e)
 		rc = sec_read_hdr(&r, &h, e);
 		if (rc == 0)
 			rc = machine_config_read(&r, &h, &x->cfg, e);
+		x->ld.nr_vcpus = x->cfg.nr_vcpus; /* as snapshot_restore does */
 	}
 	while (rc == 0 && !x->ended) {
 		rc = sec_read_hdr(&r, &h, e);
@@ -687,7 +688,7 @@ static void test_length_max(void)
 
 static void test_checksum(void)
 {
-	struct machine_config cfg = { .version = CONFIG_VERSION, .nr_vcpus = 1, .ram_size = 4 << 20 };
+	struct machine_config cfg = { .version = CONFIG_VERSION_1CPU, .nr_vcpus = 1, .ram_size = 4 << 20 };
 	struct wstream s;
 	uint8_t *buf;
 	struct err e;
@@ -735,7 +736,7 @@ static void test_checksum(void)
 static void small_stream(struct wstream *s, const uint8_t *cfg_reserved)
 {
 	static uint8_t ram[RAM_PAGES * PG];
-	struct machine_config cfg = { .version = CONFIG_VERSION, .nr_vcpus = 1, .ram_size = 4 << 20 };
+	struct machine_config cfg = { .version = CONFIG_VERSION_1CPU, .nr_vcpus = 1, .ram_size = 4 << 20 };
 	uint64_t idx[3] = { 10, 11, 12 };
 	struct pages_stats st = { 0 };
 	struct serial_state ss;
@@ -771,7 +772,7 @@ static void test_truncation(void)
 	/* the whole stream loads */
 	rx_init(&x, ram, RAM_PAGES, true);
 	CHECKF(rx_run(&x, s.m.buf, s.m.len, &e) == 0, "%s", e.msg);
-	CHECK(x.ended && x.ld.have_serial && x.ld.have_vm && !x.ld.have_vcpu);
+	CHECK(x.ended && x.ld.have_serial && x.ld.have_vm && !x.ld.have_vcpus);
 	CHECK_INT(x.st.data_pages, 2);
 	CHECK_INT(x.st.markers, 1);
 	CHECK_INT(x.cfg.ram_size, 4 << 20);
@@ -1105,16 +1106,23 @@ static void test_binding(void)
 
 static void test_config(void)
 {
-	static const struct { uint32_t version, nr_vcpus; uint64_t ram; const char *msg; } bad[] = {
-		{ 2, 1, 4 << 20, "machine config version 2 not supported" },
-		{ 0, 1, 4 << 20, "machine config version 0" },
-		{ 1, 0, 4 << 20, "0 vCPUs" },
-		{ 1, 2, 4 << 20, "2 vCPUs (this sealvm runs 1)" },
-		{ 1, 1, 1 << 20, "RAM size 1048576 out of range" },
-		{ 1, 1, (64ULL << 30) + 4096, "out of range" },
-		{ 1, 1, (4 << 20) + 1, "out of range" },
-		{ 1, 1, UINT64_MAX, "out of range" },
+	static const struct { uint32_t hver, version, nr_vcpus; uint64_t ram; const char *msg; } bad[] = {
+		{ 3, 3, 1, 4 << 20, "(CONFIG) has version 3; this sealvm reads up to 2" },
+		{ 1, 2, 2, 4 << 20, "machine config version 2 not supported (section version 1)" },
+		{ 2, 1, 1, 4 << 20, "machine config version 1 not supported (section version 2)" },
+		{ 1, 0, 1, 4 << 20, "machine config version 0" },
+		{ 1, 1, 0, 4 << 20, "version 1 describes one vCPU, not 0" },
+		{ 1, 1, 2, 4 << 20, "version 1 describes one vCPU, not 2" },
+		{ 2, 2, 0, 4 << 20, "0 vCPUs (sealvm runs 1 to 64)" },
+		{ 2, 2, 65, 4 << 20, "65 vCPUs (sealvm runs 1 to 64)" },
+		{ 2, 2, UINT32_MAX, 4 << 20, "4294967295 vCPUs" },
+		{ 1, 1, 1, 1 << 20, "RAM size 1048576 out of range" },
+		{ 2, 2, 2, (64ULL << 30) + 4096, "out of range" },
+		{ 1, 1, 1, (4 << 20) + 1, "out of range" },
+		{ 1, 1, 1, UINT64_MAX, "out of range" },
 	};
+	static const struct { uint32_t version, nr_vcpus; } good[] = { { 1, 1 }, { 2, 1 }, { 2, 2 }, { 2, 64 } };
+	static uint8_t ram[RAM_PAGES * PG];
 	struct machine_config cfg;
 	struct wstream s;
 	struct err e;
@@ -1126,9 +1134,28 @@ static void test_config(void)
 		cfg.nr_vcpus = bad[i].nr_vcpus;
 		cfg.ram_size = bad[i].ram;
 		ws_init(&s);
-		ws_write(&s, SEC_CONFIG, 1, &cfg, sizeof(cfg));
+		ws_write(&s, SEC_CONFIG, bad[i].hver, &cfg, sizeof(cfg));
 		CHECK(rx_expect_fail(s.m.buf, s.m.len, true, &e) < 0);
 		CHECK_MSG(&e, bad[i].msg);
+		ws_free(&s);
+	}
+	/* version 1 (one vCPU, what sealvm wrote before multi-vCPU support) and version 2 */
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct rx x;
+
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.version = good[i].version;
+		cfg.nr_vcpus = good[i].nr_vcpus;
+		cfg.ram_size = 4 << 20;
+		ws_init(&s);
+		ws_write(&s, SEC_CONFIG, cfg.version, &cfg, sizeof(cfg));
+		CHECK(sec_write_end(&s.w, 0, &e) == 0);
+		rx_init(&x, ram, RAM_PAGES, true);
+		CHECKF(rx_run(&x, s.m.buf, s.m.len, &e) == 0, "config v%u, %u vCPUs: %s", cfg.version,
+		       cfg.nr_vcpus, e.msg);
+		CHECK_INT(x.cfg.nr_vcpus, good[i].nr_vcpus);
+		CHECK_INT(x.ld.nr_vcpus, good[i].nr_vcpus);
+		rx_fini(&x);
 		ws_free(&s);
 	}
 	/* the first section must be CONFIG */
@@ -1142,6 +1169,110 @@ static void test_config(void)
 	ws_write(&s, SEC_CONFIG, 1, &cfg, 32);
 	CHECK_INT(rx_expect_fail(s.m.buf, s.m.len, true, &e), -EPROTO);
 	CHECK_MSG(&e, "CONFIG is 32 bytes, expected 64");
+	ws_free(&s);
+}
+
+/* A whole state for n vCPUs (after a CONFIG v2 when config is set): SERIAL, VCPU
+ * sections in the order given, VM, END. */
+static void state_stream(struct wstream *s, bool config, uint32_t n, const uint32_t *ids, uint32_t nids)
+{
+	struct machine_config cfg = { .version = CONFIG_VERSION, .nr_vcpus = n, .ram_size = 4 << 20 };
+	struct vcpu_state *vs = malloc(sizeof(*vs));
+	struct serial_state ss;
+	struct vm_state vms;
+	struct err e;
+	uint32_t i;
+
+	good_serial(&ss);
+	good_vm(&vms);
+	ws_init(s);
+	if (config)
+		ws_write(s, SEC_CONFIG, CONFIG_VERSION, &cfg, sizeof(cfg));
+	ws_write(s, SEC_SERIAL, 1, &ss, sizeof(ss));
+	for (i = 0; i < nids; i++) {
+		good_vcpu(vs);
+		vs->id = ids[i];
+		if (ids[i]) { /* an AP still waiting for SIPI, as a guest that never started it leaves it */
+			vs->mp_state.mp_state = KVM_MP_STATE_UNINITIALIZED;
+			vs->sregs.apic_base = 0xfee00800;
+		}
+		ws_write(s, SEC_VCPU, VCPU_STATE_VERSION, vs, sizeof(*vs));
+	}
+	ws_write(s, SEC_VM, 1, &vms, sizeof(vms));
+	CHECK(sec_write_end(&s->w, 0, &e) == 0);
+	free(vs);
+}
+
+static void test_multi_vcpu(void)
+{
+	static uint8_t ram[RAM_PAGES * PG];
+	static const uint32_t two[] = { 1, 0 }, dup[] = { 0, 1, 1 }, beyond[] = { 0, 1, 2 };
+	static const uint32_t one[] = { 0 }, only1[] = { 1 }, far[] = { 0, 63 };
+	uint32_t all[VM_MAX_VCPUS], i;
+	struct wstream s;
+	struct rx x;
+	struct err e;
+
+	/* two vCPUs, in any order, each buffered by its id */
+	state_stream(&s, true, 2, two, 2);
+	rx_init(&x, ram, RAM_PAGES, true);
+	CHECKF(rx_run(&x, s.m.buf, s.m.len, &e) == 0, "%s", e.msg);
+	CHECK_INT(x.ld.have_vcpus, 2);
+	CHECK(x.ld.vcpu[0] && x.ld.vcpu[0]->id == 0 && x.ld.vcpu[1] && x.ld.vcpu[1]->id == 1);
+	CHECK_INT(x.ld.vcpu[1]->mp_state.mp_state, KVM_MP_STATE_UNINITIALIZED);
+	CHECK(machine_loader_complete(&x.ld, 2, &e) == 0);
+	/* the same state is not complete for another vCPU count */
+	CHECK_INT(machine_loader_complete(&x.ld, 3, &e), -EPROTO);
+	CHECK_MSG(&e, "missing VCPU section for vCPU 2 of 3");
+	CHECK_INT(machine_loader_complete(&x.ld, 1, &e), -EPROTO);
+	CHECK_MSG(&e, "VCPU section for vCPU 1, but the VM has 1");
+	rx_fini(&x);
+	ws_free(&s);
+
+	/* 64 vCPUs */
+	for (i = 0; i < VM_MAX_VCPUS; i++)
+		all[i] = VM_MAX_VCPUS - 1 - i;
+	state_stream(&s, true, VM_MAX_VCPUS, all, VM_MAX_VCPUS);
+	rx_init(&x, ram, RAM_PAGES, true);
+	CHECKF(rx_run(&x, s.m.buf, s.m.len, &e) == 0, "%s", e.msg);
+	CHECK(machine_loader_complete(&x.ld, VM_MAX_VCPUS, &e) == 0);
+	rx_fini(&x);
+	ws_free(&s);
+
+	/* a repeated id, an id beyond CONFIG's count: refused as they arrive */
+	state_stream(&s, true, 2, dup, 3);
+	CHECK_INT(rx_expect_fail(s.m.buf, s.m.len, true, &e), -EPROTO);
+	CHECK_MSG(&e, "second VCPU section for vCPU 1");
+	ws_free(&s);
+	state_stream(&s, true, 2, beyond, 3);
+	CHECK_INT(rx_expect_fail(s.m.buf, s.m.len, true, &e), -EINVAL);
+	CHECK_MSG(&e, "VCPU section for vCPU 2, but the VM has 2");
+	ws_free(&s);
+
+	/* a missing vCPU is found when the state is checked as a whole */
+	state_stream(&s, true, 2, one, 1);
+	rx_init(&x, ram, RAM_PAGES, true);
+	CHECKF(rx_run(&x, s.m.buf, s.m.len, &e) == 0, "%s", e.msg);
+	CHECK_INT(machine_loader_complete(&x.ld, 2, &e), -EPROTO);
+	CHECK_MSG(&e, "missing VCPU section for vCPU 1 of 2");
+	rx_fini(&x);
+	ws_free(&s);
+	state_stream(&s, true, 2, only1, 1);
+	rx_init(&x, ram, RAM_PAGES, true);
+	CHECKF(rx_run(&x, s.m.buf, s.m.len, &e) == 0, "%s", e.msg);
+	CHECK_INT(machine_loader_complete(&x.ld, 2, &e), -EPROTO);
+	CHECK_MSG(&e, "missing VCPU section for vCPU 0 of 2");
+	rx_fini(&x);
+	ws_free(&s);
+
+	/* without a CONFIG (a migration: the count came in HELLO) ids up to 63 are taken,
+	 * and the whole-state check holds them to the machine's count */
+	state_stream(&s, false, 0, far, 2);
+	rx_init(&x, ram, RAM_PAGES, false);
+	CHECKF(rx_run(&x, s.m.buf, s.m.len, &e) == 0, "%s", e.msg);
+	CHECK_INT(machine_loader_complete(&x.ld, 2, &e), -EPROTO);
+	CHECK(machine_loader_complete(&x.ld, 64, &e) < 0);
+	rx_fini(&x);
 	ws_free(&s);
 }
 
@@ -1168,8 +1299,9 @@ static void test_loader(void)
 		CHECK(sec_write_end(&s.w, 0, &e) == 0);
 		rx_init(&x, ram, RAM_PAGES, false);
 		CHECKF(rx_run(&x, s.m.buf, s.m.len, &e) == 0, "%s", e.msg);
-		CHECK(x.ld.have_vcpu && x.ld.have_vm && x.ld.have_serial);
-		CHECK(x.ld.vcpu && memcmp(x.ld.vcpu, vs, sizeof(*vs)) == 0);
+		CHECK(x.ld.have_vcpus == 1 && x.ld.have_vm && x.ld.have_serial);
+		CHECK(x.ld.vcpu[0] && memcmp(x.ld.vcpu[0], vs, sizeof(*vs)) == 0);
+		CHECK(machine_loader_complete(&x.ld, 1, &e) == 0);
 		CHECK(x.ld.vmst && memcmp(x.ld.vmst, &vms, sizeof(vms)) == 0);
 		CHECK(memcmp(&x.ld.serial, &ss, sizeof(ss)) == 0);
 		rx_fini(&x);
@@ -1180,7 +1312,7 @@ static void test_loader(void)
 	ws_write(&s, SEC_VCPU, 1, vs, sizeof(*vs));
 	ws_write(&s, SEC_VCPU, 1, vs, sizeof(*vs));
 	CHECK_INT(rx_expect_fail(s.m.buf, s.m.len, false, &e), -EPROTO);
-	CHECK_MSG(&e, "second VCPU section");
+	CHECK_MSG(&e, "second VCPU section for vCPU 0");
 	ws_free(&s);
 	/* invalid contents are refused when loaded, not later */
 	vs->nmsrs = VCPU_MAX_MSRS + 1;
@@ -1229,9 +1361,27 @@ static void test_validators(void)
 	vs->version = 2;
 	CHECK(vcpu_state_validate(vs, &e) == -EPROTO);
 	good_vcpu(vs);
-	vs->id = 1;
+	vs->id = VM_MAX_VCPUS - 1;
+	CHECK(vcpu_state_validate(vs, &e) == 0);
+	vs->id = VM_MAX_VCPUS;
 	CHECK(vcpu_state_validate(vs, &e) == -EINVAL);
-	CHECK_MSG(&e, "id 1 out of range");
+	CHECK_MSG(&e, "id 64 out of range");
+	/* only MSRs sealvm saves: IA32_FEATURE_CONTROL would turn VMX on */
+	good_vcpu(vs);
+	vs->msrs[1].index = 0x3a;
+	CHECK(vcpu_state_validate(vs, &e) == -EPERM);
+	CHECK_MSG(&e, "MSR 0x3a (IA32_FEATURE_CONTROL) is not one sealvm restores");
+	vs->msrs[1].index = 0x480;
+	CHECK(vcpu_state_validate(vs, &e) == -EPERM);
+	CHECK_MSG(&e, "MSR 0x480 (a VMX capability MSR)");
+	vs->msrs[1].index = 0x17b;
+	CHECK(vcpu_state_validate(vs, &e) == -EPERM);
+	CHECK_MSG(&e, "MSR 0x17b (MCG_CTL)");
+	vs->msrs[1].index = 0xdeadbeef;
+	CHECK(vcpu_state_validate(vs, &e) == -EPERM);
+	CHECK_MSG(&e, "MSR 0xdeadbeef is not one sealvm restores");
+	vs->msrs[1].index = 0x4b564d01; /* kvmclock: allowed */
+	CHECK(vcpu_state_validate(vs, &e) == 0);
 	good_vcpu(vs);
 	vs->ncpuid = VCPU_MAX_CPUID + 1;
 	CHECK(vcpu_state_validate(vs, &e) == -EINVAL);
@@ -1329,6 +1479,7 @@ int main(void)
 	test_binding();
 	test_config();
 	test_loader();
+	test_multi_vcpu();
 	test_validators();
 	return unit_done();
 }
