@@ -26,7 +26,7 @@ fail() { echo "FAIL: $*"; [ -z "$out" ] || sed 's/^/  | /' "$out" | head -20 >&2
 # $dir/NAME.rc (QEMU exits (v<<1)|1 when the guest writes v to the debug-exit port). The boots run in
 # parallel: each costs ~3.5 s of firmware on this machine's KVM, and there are 2 cores.
 boot() {
-    (timeout 30 $QEMU -accel $accel -smp "${5:-1}" -kernel "$2" -append "$3" -m "$4" -nodefaults -display none -serial stdio \
+    (timeout 90 $QEMU -accel $accel -smp "${5:-1}" -kernel "$2" -append "$3" -m "$4" -nodefaults -display none -serial stdio \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 -no-reboot >"$dir/$1.out" 2>&1
      echo $? >"$dir/$1.rc") &
 }
