@@ -19,15 +19,18 @@ ASANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 .PHONY: all deps check demo bench fuzz clean unit
 all: deps $(B)/sealvm guests $(TOOL_BIN)
 
-# Installs missing Debian packages (as root) or says what to install.
+# Installs missing Debian packages (as root) or says what to install. Every compile
+# and link waits for it (order-only), so `make -jN` never compiles before the
+# headers are there.
+DEPS_SH ?= scripts/deps.sh
 deps:
-	@scripts/deps.sh build
+	@$(DEPS_SH) build
 
-$(B)/obj/%.o: src/%.c
+$(B)/obj/%.o: src/%.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/asan/%.o: src/%.c
+$(B)/asan/%.o: src/%.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -O1 -g $(ASANFLAGS) -MMD -MP -c $< -o $@
 
@@ -39,15 +42,15 @@ $(B)/libsealvm-asan.a: $(ASAN_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/sealvm: src/main.c $(B)/libsealvm.a
+$(B)/sealvm: src/main.c $(B)/libsealvm.a | deps
 	$(CC) $(BASE) $(CFLAGS) $< $(B)/libsealvm.a $(LIBS) -o $@
 
 # Unit tests are built with ASan+UBSan against a sanitized copy of the library.
-$(B)/tests/%: tests/unit/%.c tests/unit/unit.h $(B)/libsealvm-asan.a
+$(B)/tests/%: tests/unit/%.c tests/unit/unit.h $(B)/libsealvm-asan.a | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -O1 -g $(ASANFLAGS) -Itests/unit $< $(B)/libsealvm-asan.a $(LIBS) -o $@
 
-$(B)/tools/%: tests/tools/%.c $(B)/libsealvm.a
+$(B)/tools/%: tests/tools/%.c $(B)/libsealvm.a | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $< $(B)/libsealvm.a $(LIBS) -lvncclient -o $@
 

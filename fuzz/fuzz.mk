@@ -30,7 +30,7 @@ fuzz-seeds: $(B)/fuzz/gen_seeds $(B)/guest/counter.elf $(B)/guest/mbinfo.elf
 	$(B)/fuzz/gen_seeds fuzz/corpus
 	cp $(B)/guest/counter.elf $(B)/guest/mbinfo.elf fuzz/corpus/fuzz_multiboot/
 
-$(B)/fuzz/obj/%.o: src/%.c
+$(B)/fuzz/obj/%.o: src/%.c | deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_BASE) -fsanitize=fuzzer-no-link $(FUZZ_SAN) -MMD -MP -c $< -o $@
 

@@ -14,11 +14,11 @@ GUEST_RT_OBJ := $(GUEST_RT:%=$(B)/guest/obj/%.o)
 .SECONDARY: $(GUEST_RT_OBJ) $(GUEST_PROGS:%=$(B)/guest/obj/%.o)
 guests: $(GUEST_BIN)
 
-$(B)/guest/obj/%.o: guest/%.c
+$(B)/guest/obj/%.o: guest/%.c | deps
 	@mkdir -p $(dir $@)
 	$(GUEST_CC) $(GUEST_CFLAGS) -c $< -o $@
 
-$(B)/guest/obj/%.o: guest/%.S
+$(B)/guest/obj/%.o: guest/%.S | deps
 	@mkdir -p $(dir $@)
 	$(GUEST_CC) $(GUEST_CFLAGS) -c $< -o $@
 

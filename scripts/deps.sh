@@ -20,5 +20,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "sealvm: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null 2>&1 || true
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+log=$(mktemp /tmp/sealvm-apt.XXXXXX)
+apt-get update -qq >"$log" 2>&1 || true
+if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
+  cat "$log" >&2
+  rm -f "$log"
+  echo "sealvm: apt-get install ${missing[*]} failed" >&2
+  exit 1
+fi
+rm -f "$log"
