@@ -28,7 +28,7 @@ struct run_opts {
 	struct console_opts console;
 	bool serial_set;
 	int cpus;
-	bool cpus_given;
+	bool cpus_given, mem_given;
 };
 
 static void usage(FILE *f)
@@ -121,6 +121,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 				return err_set(e, -EINVAL, "--mem %s is out of range (2M to 64G)", optarg);
 			if (o->mem % PAGE_SIZE)
 				return err_set(e, -EINVAL, "--mem %s is not a whole number of 4 KiB pages", optarg);
+			o->mem_given = true;
 			break;
 		case 'p': {
 			char *end;
@@ -148,6 +149,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "unexpected argument '%s'", argv[optind]);
 	if (!!o->kernel + !!o->restore + !!o->incoming != 1)
 		return err_set(e, -EINVAL, "give exactly one of --kernel, --restore or --incoming");
+	if (o->mem_given && o->incoming)
+		return err_set(e, -EINVAL, "--mem does not go with --incoming: the VM arrives with its own RAM size (--mem-limit bounds it)");
 	if (o->cpus_given && !o->kernel)
 		return err_set(e, -EINVAL, "--cpus goes with --kernel: a snapshot or an incoming VM brings its own vCPUs");
 	if (o->incoming && !o->tls_dir && strncmp(o->incoming, "tcp://", 6))
@@ -250,16 +253,16 @@ int cmd_run(int argc, char **argv)
 	 * controlled must fail before it accepts anything, not after a VM arrived. */
 	vmm_ctx_init(&ctx, &m, o.tls_dir, &sd);
 	ctx.key_file = o.key_file;
-	if (o.incoming) {
+	if (o.control)
+		r = ctl_server_start(o.control, vmm_handle, &ctx, &ctl, &e);
+	if (r == 0 && o.incoming) {
 		struct incoming_params ip = { .uri = o.incoming, .tls_dir = o.tls_dir, .serial_fd = serial_fd,
 					      .max_ram = o.mem_limit, .timeout_ms = 30000, .hello_timeout_ms = 10000,
 					      .commit_timeout_ms = 30000, .linger_ms = 5000,
 					      .allow_from = o.allow_from, .insecure = o.insecure, .sd = &sd };
 		r = incoming_start(&ip, &in, &e);
-		ctx.incoming = in;
+		vmm_ctx_set_incoming(&ctx, in);
 	}
-	if (r == 0 && o.control)
-		r = ctl_server_start(o.control, vmm_handle, &ctx, &ctl, &e);
 	if (r == 0 && o.restore) {
 		struct snapshot_stats st;
 		uint8_t key[32];
@@ -267,6 +270,12 @@ int cmd_run(int argc, char **argv)
 		if (r == 0)
 			r = snapshot_restore(o.restore, key, serial_fd, &m, &st, &e);
 		OPENSSL_cleanse(key, sizeof(key));
+		/* a snapshot brings its RAM size: a different --mem is a mistake, not a resize */
+		if (r == 0 && o.mem_given && o.mem != m.vm.ram_size) {
+			r = err_set(&e, -EINVAL, "--mem %lluM conflicts with the snapshot's RAM (%lluM): leave --mem out",
+				    (unsigned long long)(o.mem >> 20), (unsigned long long)(m.vm.ram_size >> 20));
+			machine_destroy(&m);
+		}
 		if (r == 0)
 			fprintf(stderr, "sealvm: restored %s: %llu pages in %.1f ms (%.2f GB/s read)\n",
 				o.restore, (unsigned long long)st.pages.data_pages, (double)st.ns / 1e6,

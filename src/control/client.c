@@ -279,8 +279,11 @@ static int build_request(const char *cmd, int argc, char **argv, char **line,
 
 /* ---- talking to the server ---- */
 
+#define CONNECT_WAIT_MS 5000  /* for a socket that does not exist (yet) */
+
 struct conn {
 	const char *path;
+	long long start_ms;
 	int fd;
 	long long deadline_ms;   /* CLOCK_MONOTONIC; <0: none */
 };
@@ -340,14 +343,23 @@ static int client_connect(struct conn *c, struct err *e)
 	if (c->fd < 0)
 		return err_sys(e, -errno, "cannot create socket");
 	for (;;) {
+		long long waited = now_ms() - c->start_ms;
 		int r;
 
 		if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) == 0)
 			return 0;
 		if (errno == EINTR)
 			continue;
+		/* a sealvm started a moment ago may not have made its socket yet:
+		 * wait for it, briefly, so `run ... &` then `ctl` just works */
+		if ((errno == ENOENT || errno == ECONNREFUSED) && waited < CONNECT_WAIT_MS &&
+		    (c->deadline_ms < 0 || left_ms(c) > 0)) {
+			usleep(50000);
+			continue;
+		}
 		if (errno != EAGAIN)
-			return err_sys(e, -errno, "cannot connect to control socket %s", c->path);
+			return err_sys(e, -errno, "cannot connect to control socket %s%s", c->path,
+				       errno == ENOENT || errno == ECONNREFUSED ? " (waited 5 s for it)" : "");
 		/* Listener backlog full: retry until the deadline. */
 		r = left_ms(c);
 		if (r == 0)
@@ -503,6 +515,7 @@ int ctl_client_main(int argc, char **argv)
 		return usage_error(e.msg);
 
 	c.path = sock;
+	c.start_ms = now_ms();
 	if (timeout > 0)
 		c.deadline_ms = now_ms() + (long long)(timeout * 1000 + 0.999);
 	if (client_connect(&c, &e) < 0 ||

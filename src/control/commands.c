@@ -23,6 +23,13 @@ void vmm_ctx_init(struct vmm_ctx *c, struct machine *m, const char *tls_dir, con
 	migrate_ctl_init(&c->mctl);
 }
 
+void vmm_ctx_set_incoming(struct vmm_ctx *c, struct incoming *in)
+{
+	pthread_mutex_lock(&c->lock);
+	c->incoming = in;
+	pthread_mutex_unlock(&c->lock);
+}
+
 void vmm_ctx_vm_ready(struct vmm_ctx *c)
 {
 	pthread_mutex_lock(&c->lock);
@@ -98,11 +105,12 @@ static json_t *cmd_status(struct vmm_ctx *c)
 
 	pthread_mutex_lock(&c->lock);
 	if (!c->have_vm) {
+		struct incoming *in = c->incoming;
 		pthread_mutex_unlock(&c->lock);
-		o = json_pack("{s:s}", "state", c->incoming ? "incoming" : "starting");
-		if (c->incoming) {
+		o = json_pack("{s:s}", "state", in ? "incoming" : "starting");
+		if (in) {
 			struct incoming_progress p;
-			incoming_get_progress(c->incoming, &p);
+			incoming_get_progress(in, &p);
 			json_object_set_new(o, "incoming",
 					    json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I}", "phase", p.phase,
 						      "source", p.source, "channels", (int)p.channels, "pages_received",
@@ -446,8 +454,9 @@ static json_t *cmd_quit(struct vmm_ctx *c, json_t *req, struct err *e)
 
 	pthread_mutex_lock(&c->lock);
 	if (!c->have_vm) {
+		struct incoming *in = c->incoming;
 		pthread_mutex_unlock(&c->lock);
-		if (c->incoming && !incoming_cancel(c->incoming, "quit from the control socket")) {
+		if (in && !incoming_cancel(in, "quit from the control socket")) {
 			err_set(e, -EBUSY, "quit refused: the incoming VM is being started");
 			return NULL;
 		}

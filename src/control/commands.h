@@ -40,6 +40,8 @@ struct vmm_ctx {
 
 void vmm_ctx_init(struct vmm_ctx *c, struct machine *m, const char *tls_dir, const struct state_dir *sd);
 void vmm_ctx_fini(struct vmm_ctx *c);
+/* The incoming migration that will bring the VM (a destination; listening now). */
+void vmm_ctx_set_incoming(struct vmm_ctx *c, struct incoming *in);
 /* The machine is built and may be commanded from now on. */
 void vmm_ctx_vm_ready(struct vmm_ctx *c);
 /* ctl_handler_fn for the control server. */

@@ -6,6 +6,7 @@
  * connection, a timeout or garbage prove nothing, so the VM stays paused. */
 #include <openssl/rand.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,9 @@ struct src {
 	uint32_t round;
 	struct migrate_ctl *ctl;
 	struct watchdog wd;
+	/* live progress inside a round (every lane adds what it sent) */
+	_Atomic uint64_t round_sent;
+	uint64_t round_n, round_t0, round_b0;
 };
 
 void migrate_ctl_init(struct migrate_ctl *c)
@@ -185,11 +189,19 @@ static int send_rec(struct src *s, uint32_t id, const void *buf, size_t len, boo
 	return lane_send(&s->lanes[0], id, buf, len, flush, e);
 }
 
+#define REFUSED_RETRY_MS 3000 /* a destination started a moment ago may not listen yet */
+
 static int lane_open(struct src *s, struct lane *l, struct err *e)
 {
 	struct chan *c = NULL;
-	int r = chan_connect(s->p->uri, s->p->tls_dir, (int)s->p->timeout_ms, &c, e);
+	uint64_t t0 = now_ns();
+	int r;
 	uint8_t fp[32];
+
+	/* nothing is sent before HELLO, so a refused first connect is safe to retry */
+	while ((r = chan_connect(s->p->uri, s->p->tls_dir, (int)s->p->timeout_ms, &c, e)) == -ECONNREFUSED &&
+	       l == &s->lanes[0] && now_ns() - t0 < REFUSED_RETRY_MS * 1000000ull && !interrupted(s))
+		usleep(100000);
 
 	if (r < 0)
 		return r;
@@ -341,17 +353,44 @@ static void abort_reason(struct src *s, struct err *e)
 }
 
 /* A ROUND marker, then this lane's pages of the round. */
+/* Bytes on the wire so far, every lane (their counters are atomic). */
+static uint64_t sent_bytes(struct src *s)
+{
+	uint64_t b = 0;
+	int i;
+
+	for (i = 0; i < s->nlanes; i++)
+		if (s->lanes[i].ch)
+			b += chan_bytes_sent(s->lanes[i].ch);
+	return b;
+}
+
+/* During a round: what is left of it and the rate so far (channel 0 publishes). */
+static void round_progress(struct src *s)
+{
+	uint64_t sent = atomic_load(&s->round_sent), dt = now_ns() - s->round_t0;
+
+	s->prog.remaining_pages = sent < s->round_n ? s->round_n - sent : 0;
+	if (dt > 20000000ull)
+		s->prog.rate_mbps = (double)(sent_bytes(s) - s->round_b0) * 1e3 / (double)dt;
+	progress(s, s->prog.phase);
+}
+
 static int lane_round(struct lane *l, uint32_t round, bool zero_markers, struct err *e)
 {
 	struct mig_round rd = { .round = round, .pages = l->n };
+	struct src *s = l->s;
 	uint64_t off;
 	int r = lane_send(l, SEC_ROUND, &rd, sizeof(rd), false, e);
 
 	for (off = 0; r == 0 && off < l->n; off += CHECK_EVERY) {
 		uint64_t k = l->n - off < CHECK_EVERY ? l->n - off : CHECK_EVERY;
-		r = pages_send(&l->w, l->s->m->vm.ram, l->idx + off, k, zero_markers, l->s->paused, &l->ps, e);
+		r = pages_send(&l->w, s->m->vm.ram, l->idx + off, k, zero_markers, s->paused, &l->ps, e);
 		if (r == 0)
 			r = check_peer(l, e);
+		atomic_fetch_add(&s->round_sent, k);
+		if (l == &s->lanes[0] && !s->paused)
+			round_progress(s);
 	}
 	return r;
 }
@@ -402,6 +441,10 @@ static int send_round(struct src *s, uint32_t round, uint64_t n, bool zero_marke
 {
 	int i, r;
 
+	atomic_store(&s->round_sent, 0);
+	s->round_n = n;
+	s->round_t0 = now_ns();
+	s->round_b0 = sent_bytes(s);
 	if (s->nlanes == 1) {
 		s->lanes[0].idx = s->idx;
 		s->lanes[0].n = n;
