@@ -313,6 +313,8 @@ static void kick_all(struct machine *m)
 		kick(&m->cpus[i]);
 }
 
+static void hold_clocks(struct machine *m);
+
 int machine_start(struct machine *m, struct err *e)
 {
 	sigset_t set, old;
@@ -327,6 +329,8 @@ int machine_start(struct machine *m, struct err *e)
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 	pthread_mutex_lock(&m->lock);
 	m->state = m->held ? MACHINE_PAUSED : MACHINE_RUNNING;
+	if (m->held)
+		hold_clocks(m); /* e.g. loaded at a destination: waiting for COMMIT is not guest time */
 	m->last_resume_ns = now_ns();
 	for (i = 0; i < m->nr_vcpus && r == 0; i++) {
 		struct vcpu_runner *c = &m->cpus[i];
@@ -348,6 +352,26 @@ int machine_start(struct machine *m, struct err *e)
 	return 0;
 }
 
+/* Under m->lock, vCPUs parked: a stop the guest must not see (anything but the
+ * throttle, which slows the guest rather than stopping its time). */
+static void hold_clocks(struct machine *m)
+{
+	struct err e = { 0 };
+
+	if (m->clocks.held || !(m->held & ~PAUSE_THROTTLE))
+		return;
+	if (clock_hold(&m->vm, &m->clocks, &e) < 0)
+		fprintf(stderr, "sealvm: warning: the guest will see this pause in its clocks: %s\n", e.msg);
+}
+
+static void release_clocks(struct machine *m)
+{
+	struct err e = { 0 };
+
+	if (clock_release(&m->vm, &m->clocks, &e) < 0)
+		fprintf(stderr, "sealvm: warning: the guest saw the pause in its clocks: %s\n", e.msg);
+}
+
 void machine_pause(struct machine *m, unsigned holder)
 {
 	pthread_mutex_lock(&m->lock);
@@ -362,6 +386,8 @@ void machine_pause(struct machine *m, unsigned holder)
 			m->run_ns += now_ns() - m->last_resume_ns;
 		}
 	}
+	if (m->state == MACHINE_PAUSED)
+		hold_clocks(m);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -370,6 +396,7 @@ void machine_resume(struct machine *m, unsigned holder)
 	pthread_mutex_lock(&m->lock);
 	m->held &= ~holder;
 	if (m->state == MACHINE_PAUSED && !m->held) {
+		release_clocks(m);
 		m->state = MACHINE_RUNNING;
 		m->last_resume_ns = now_ns();
 		pthread_cond_broadcast(&m->cond);

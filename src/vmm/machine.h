@@ -20,6 +20,7 @@
 #include "dev/vga.h"
 #include "state/section.h"
 #include "util/err.h"
+#include "vm/clock.h"
 #include "vm/vcpu.h"
 #include "vm/vm.h"
 
@@ -88,6 +89,7 @@ struct machine {
 	pthread_cond_t cond;
 	enum machine_run_state state;
 	unsigned held;             /* enum pause_holder bits */
+	struct clock_hold clocks;  /* the guest's clocks stand still while held (not for the throttle) */
 	bool stop_req;
 	enum machine_stop_reason stop_reason;
 	int exit_status;
