@@ -198,8 +198,13 @@ static int lane_open(struct src *s, struct lane *l, struct err *e)
 	int r;
 	uint8_t fp[32];
 
+	/* connecting is part of the hello phase: its deadline bounds it too (the
+	 * watchdog can only interrupt a channel once it exists) */
+	uint32_t cto = s->p->hello_timeout_ms && s->p->hello_timeout_ms < s->p->timeout_ms ? s->p->hello_timeout_ms
+											       : s->p->timeout_ms;
+
 	/* nothing is sent before HELLO, so a refused first connect is safe to retry */
-	while ((r = chan_connect(s->p->uri, s->p->tls_dir, (int)s->p->timeout_ms, &c, e)) == -ECONNREFUSED &&
+	while ((r = chan_connect(s->p->uri, s->p->tls_dir, (int)cto, &c, e)) == -ECONNREFUSED &&
 	       l == &s->lanes[0] && now_ns() - t0 < REFUSED_RETRY_MS * 1000000ull && !interrupted(s))
 		usleep(100000);
 
