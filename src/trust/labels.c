@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "trust/jsonx.h"
+
 static int key_ok(const char *k, size_t n)
 {
 	if (n == 0 || n >= LABEL_KEY_MAX)
@@ -92,6 +94,28 @@ int labels_from_json(json_t *o, struct labels *l, struct err *e)
 			return err_set(e, -EINVAL, "label %.64s contains a NUL byte", k);
 	}
 	return 0;
+}
+
+char *labels_to_text(const struct labels *l)
+{
+	json_t *o = labels_to_json(l);
+	char *t = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) : NULL;
+
+	json_decref(o);
+	return t;
+}
+
+int labels_parse_text(const char *text, size_t len, struct labels *l, struct err *e)
+{
+	json_t *o = jx_parse(text, len, "labels", e);
+	int rc;
+
+	memset(l, 0, sizeof(*l));
+	if (!o)
+		return -EINVAL;
+	rc = labels_from_json(o, l, e);
+	json_decref(o);
+	return rc;
 }
 
 void labels_format(const struct labels *l, char *out, size_t n)
