@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "migrate/attest_phase.h"
 #include "migrate/bind.h"
 #include "migrate/migrate.h"
 #include "migrate/proto.h"
@@ -233,6 +234,10 @@ static int hello_on(struct lane *l, uint32_t kind, uint32_t channels, uint32_t *
 
 	memcpy(h.id, s->id, sizeof(h.id));
 	r = sec_write(&l->w, SEC_HELLO, MIG_PROTO_VERSION, &iov, 1, e);
+	if (r == 0 && kind == MIG_KIND_MIGRATE) {
+		progress(s, "attest");
+		r = mig_trust_src_exchange(s->p->trust, l->ch, &l->w, &l->r, s->id, e);
+	}
 	if (r == 0)
 		r = chan_flush(l->ch, e);
 	if (r == 0)
@@ -873,6 +878,11 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 			 p->hello_timeout_ms);
 		watchdog_arm(&s.wd, p->hello_timeout_ms, why);
 		r = lane_open(&s, &s.lanes[0], e);
+		/* who may move this VM to the host this certificate names: before anything is sent */
+		if (r == 0) {
+			progress(&s, "policy");
+			r = mig_trust_src_policy(p->trust, s.lanes[0].ch, s.id, e);
+		}
 	}
 	if (r == 0) {
 		int i;

@@ -75,6 +75,12 @@ static int open_session(const char *uri, const char *tls, struct machine *m, con
 		r = sec_reader_init(&s->r, chan_bstream(s->c), e);
 	if (r == 0)
 		r = sec_write(&s->w, SEC_HELLO, MIG_PROTO_VERSION, &iov, 1, e);
+	if (r == 0) {
+		/* the trust phase of an open-mode source: its (no) labels */
+		static const char req[] = "{\"labels\":{},\"mode\":\"open\"}";
+		struct iovec ri = { (void *)req, sizeof(req) - 1 };
+		r = sec_write(&s->w, SEC_ATTEST_REQ, 1, &ri, 1, e);
+	}
 	if (r == 0)
 		r = chan_flush(s->c, e);
 	if (r == 0)
