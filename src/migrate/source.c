@@ -935,8 +935,9 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		 * destination why, then carry on here. */
 		if (s.ch) {
 			struct mig_abort a;
-			/* the destination's own reason beats "broken pipe" on some channel */
-			if (!strstr(e->msg, "destination aborted") && !interrupted(&s))
+			/* the destination's own reason beats "broken pipe" on some channel
+			 * (our own refusal, -EACCES, is the reason: nothing to wait for) */
+			if (!strstr(e->msg, "destination aborted") && !interrupted(&s) && r != -EACCES)
 				abort_reason(&s, e);
 			memset(&a, 0, sizeof(a));
 			snprintf(a.reason, sizeof(a.reason), "source aborted: %s", e->msg);

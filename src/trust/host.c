@@ -262,7 +262,9 @@ int trust_start(const struct trust_opts *o, struct trust_ctx **out, struct err *
 			goto fail;
 		}
 	}
-	if ((rc = open_audit(dir, c->open_mode ? NULL : c->host.tpm, &c->audit, e)) < 0)
+	/* an initialised host certifies its log's heads with its TPM in open mode too, so
+	 * the log stays one verifiable sequence whichever mode each process ran in */
+	if ((rc = open_audit(dir, c->host.tpm[0] ? c->host.tpm : NULL, &c->audit, e)) < 0)
 		goto fail;
 	rec = json_object();
 	fill_start_record(rec, c, o);

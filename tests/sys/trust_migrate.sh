@@ -89,9 +89,10 @@ grep -q '"event":"start".*"mode":"open"' "$T/open.state/audit.jsonl" || fail "op
 
 ctl "$T/a2.sock" quit >/dev/null
 
-note "trusted destination, open-mode source"
+note "trusted destination, open-mode source (on hosta: its audit log stays one verifiable sequence)"
 start_dst b2 "tls://127.0.0.1:$pb" $(trusted hostb)
-start_src o2 64M "$VM" --state-dir "$T/open.state" --tls-dir "$CERTS/hosta"
+start_src o2 64M "$VM" --state-dir "$T/hosta.state" --tls-dir "$CERTS/hosta"
+grep -q "OPEN MODE" "$T/o2.log" || fail "open mode not announced"
 refused o2 "tls://127.0.0.1:$pb" "open-mode source" "destination refused: this destination runs in trusted mode and admits only attested sources"
 audit_has hostb '"event":"migrate-refused".*runs in trusted mode'
 ctl "$T/o2.sock" quit >/dev/null
