@@ -23,7 +23,7 @@ port_pair() {
     ss -ltn | grep -Eq ":($p|$((p + 1))) " || { echo $p; return; }
   done
 }
-waitfor() { for _ in $(seq 1 "$3"0); do grep -Eq -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "bench: timed out: $1" >&2; tail -n 5 "$1" >&2; exit 1; }
+waitfor() { for _ in $(seq 1 "$3"0); do grep -Eq -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "bench: timed out: $1" >&2; tail -n 5 "$1" >&2; return 1; }
 
 "$S" admin keygen --out "$W/admin.pem" >/dev/null
 for h in hosta hostb; do
@@ -56,17 +56,20 @@ one() { # MODE N: one migration, its report in $W/MODE.N.json
     trust_a=(--table "$W/table.signed" --policy "$W/policy.signed")
     trust_b=(--table "$W/table.signed" --policy "$W/policy.signed")
   fi
-  port=$(port_pair)
-  rm -f "$W/a.out" "$W/a.log" "$W/b.log"
-  nice -n 10 "$S" run --incoming "tls://127.0.0.1:$port" --tls-dir "$C/hostb" --state-dir "$W/hostb.state" \
-    --serial none --control "$W/b.sock" "${trust_b[@]}" >"$W/b.log" 2>&1 &
-  b=$!; pids+=($b)
-  waitfor "$W/b.log" "waiting for an incoming VM" 20
+  for try in 1 2 3; do   # a port another program took meanwhile: pick another
+    port=$(port_pair)
+    rm -f "$W/a.out" "$W/a.log" "$W/b.log"
+    nice -n 10 "$S" run --incoming "tls://127.0.0.1:$port" --tls-dir "$C/hostb" --state-dir "$W/hostb.state" \
+      --serial none --control "$W/b.sock" "${trust_b[@]}" >"$W/b.log" 2>&1 &
+    b=$!; pids+=($b)
+    waitfor "$W/b.log" "waiting for an incoming VM" 20 && break
+    [ $try -lt 3 ] || exit 1
+  done
   "$S" run --kernel build/guest/memcheck.elf --cmdline "ws=16 rate=16 light=1" --mem 256M --tls-dir "$C/hosta" \
     --state-dir "$W/hosta.state" --serial "file:$W/a.out" --control "$W/a.sock" --label tenant=bench \
     "${trust_a[@]}" >"$W/a.log" 2>&1 &
   a=$!; pids+=($a)
-  waitfor "$W/a.out" "^READY" 120
+  waitfor "$W/a.out" "^READY" 120 || exit 1
   "$S" ctl --timeout 120 "$W/a.sock" migrate "tls://127.0.0.1:$port" >"$W/$mode.$n.json"
   wait "$a" || true
   "$S" ctl "$W/b.sock" quit >/dev/null 2>&1 || true
@@ -89,15 +92,17 @@ for m, rs in res.items():
 def s(m, k):
     v = [float(r[k]) for r in res[m]]
     return statistics.median(v), min(v), max(v)
-summary = {m: {k: s(m, k) for k in ("total_ms", "attest_ms", "downtime_ms")} for m in res}
+summary = {m: {k: s(m, k) for k in ("total_ms", "admit_ms", "attest_ms", "downtime_ms")} for m in res}
 json.dump({"runs": runs, "summary": summary, "reports": res}, open(out, "w"), indent=1)
-d = summary["trusted"]["total_ms"][0] - summary["open"]["total_ms"][0]
+d = summary["trusted"]["admit_ms"][0] - summary["open"]["admit_ms"][0]
 with open(md, "a") as f:
     f.write("\n## A migration with and without trust (%s, %d pairs, alternating)\n\n" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), runs))
     f.write("memcheck ws=16 light=1 rate=16, 256 MiB VM, TLS, default channels; one swtpm per host.\n\n")
-    f.write("| mode | total ms | attest_ms (source) | downtime ms |\n|---|---|---|---|\n")
+    f.write("| mode | total ms | admit_ms (connect to admitted) | attest_ms (source) | downtime ms |\n|---|---|---|---|---|\n")
     for m in ("open", "trusted"):
-        f.write("| %s | %s |\n" % (m, " | ".join("%.1f (%.1f-%.1f)" % summary[m][k] for k in ("total_ms", "attest_ms", "downtime_ms"))))
-    f.write("\nTrust adds %.1f ms to the median total (policy decision, mutual attestation, audit records before admission).\n" % d)
+        f.write("| %s | %s |\n" % (m, " | ".join("%.1f (%.1f-%.1f)" % summary[m][k] for k in ("total_ms", "admit_ms", "attest_ms", "downtime_ms"))))
+    f.write("\nTrust adds %.1f ms to the median time from connect to admission (policy decision, mutual attestation,\n"
+            "audit records); everything after admission is the same in both modes. Load average during the run: %s.\n"
+            % (d, open("/proc/loadavg").read().split()[0]))
 print(open(md).read())
 P

@@ -274,8 +274,9 @@ static json_t *report_json(const struct migrate_report *r, const struct migrate_
 }
 
 /* What the trust phase added to the report. */
-static void report_trust(json_t *o, const struct mig_trust *t)
+static void report_trust(json_t *o, const struct mig_trust *t, const struct migrate_report *r)
 {
+	json_object_set_new(o, "admit_ms", json_real((double)r->admit_ns / 1e6));
 	json_object_set_new(o, "trust_mode", json_string(trust_is_trusted(t->tc) ? "trusted" : "open"));
 	json_object_set_new(o, "attested", json_boolean(t->attested));
 	json_object_set_new(o, "dest_host", json_string(t->peer));
@@ -424,7 +425,7 @@ static json_t *cmd_migrate(struct vmm_ctx *c, const struct ctl_peer *peer, json_
 	audit_result(c, &rep, t.peer, r < 0 ? e->msg : "the destination runs the VM");
 	out = report_json(&rep, &p);
 	if (out)
-		report_trust(out, &t);
+		report_trust(out, &t, &rep);
 	pthread_mutex_lock(&c->lock);
 	c->phase = NULL;
 	json_decref(c->progress);

@@ -83,6 +83,7 @@ struct migrate_report {
 	char cipher[64];
 	uint64_t ram_bytes;
 	uint64_t total_ns, downtime_ns, dest_resume_ns, dest_load_ns;
+	uint64_t admit_ns;         /* connect → every channel admitted (trust phase included) */
 	uint64_t bytes_sent, bytes_received, payload_bytes;
 	uint64_t data_pages, zero_pages, zero_markers;
 	uint32_t rounds;

@@ -893,6 +893,7 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		snprintf(rep->cipher, sizeof(rep->cipher), "%s", chan_cipher(s.ch));
 		progress(&s, "hello");
 		r = hello(&s, e);
+		rep->admit_ns = now_ns() - t0;
 		watchdog_disarm(&s.wd);
 		if (r == 0)
 			r = start_lanes(&s, e);
