@@ -162,7 +162,7 @@ static void *worker(void *arg)
 		p->fn(p->opaque, c, &h);  /* owns c now */
 	} else {
 		note_drop(p, a->where, e.msg);
-		if (r == -EPROTONOSUPPORT) {
+		if (r == -EPROTONOSUPPORT && c && c->ch) {
 			/* say so in a form every version reads: a HELLO_ACK naming ours */
 			struct mig_hello_ack ack = { .proto = MIG_PROTO_VERSION, .status = MIG_REFUSE };
 			snprintf(ack.reason, sizeof(ack.reason), "the source %s", e.msg);

@@ -237,6 +237,8 @@ static int hello_on(struct lane *l, uint32_t kind, uint32_t channels, uint32_t *
 	if (r == 0 && kind == MIG_KIND_MIGRATE) {
 		progress(s, "attest");
 		r = mig_trust_src_exchange(s->p->trust, l->ch, &l->w, &l->r, s->id, e);
+		if (r == 0)
+			progress(s, "hello");   /* admission */
 	}
 	if (r == 0)
 		r = chan_flush(l->ch, e);
