@@ -97,6 +97,13 @@ refused o2 "tls://127.0.0.1:$pb" "open-mode source" "destination refused: this d
 audit_has hostb '"event":"migrate-refused".*runs in trusted mode'
 ctl "$T/o2.sock" quit >/dev/null
 
+note "a source of protocol version 2 (before the trust phase) is told which version to speak"
+out=$("$ROOT/build/tools/rogue_source" "tls://127.0.0.1:$pb" "$CERTS/hosta" "$GUEST/counter.elf" v2 2>&1) &&
+  fail "a v2 source was admitted: $out"
+echo "$out" | grep -q "refused at HELLO (it speaks protocol 3): the source speaks migration protocol 2; this sealvm speaks 3" ||
+  fail "v2 source: $out"
+note "$out"
+
 note "revoked and expired entries of the destination in the source's table"
 make_table "$T/revoked.signed" 5 ',"revoked":true'
 make_table "$T/expired.signed" 5 ',"expires":1000000000'
