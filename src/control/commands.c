@@ -240,11 +240,22 @@ static void on_progress(void *opaque, const struct migrate_progress *p)
 			      "remaining_pages", (json_int_t)p->remaining_pages, "rate_mb_s", p->rate_mbps,
 			      "throttle_pct", (int)p->throttle_pct);
 
+	bool admitted;
+
 	pthread_mutex_lock(&c->lock);
+	/* the first round begins once the destination admitted the VM: the migration's start */
+	admitted = !strcmp(p->phase, "precopy") && p->round == 0 && (!c->phase || strcmp(c->phase, "precopy"));
 	json_decref(c->progress);
 	c->progress = o;
 	c->phase = p->phase;
 	pthread_mutex_unlock(&c->lock);
+	if (admitted) {
+		struct migrate_query q;
+		pthread_mutex_lock(&c->mctl.lock);
+		q = c->mctl.q;
+		pthread_mutex_unlock(&c->mctl.lock);
+		mig_audit(c->trust, "migrate-start", q.id, "source", q.uri, "admitted by the destination");
+	}
 }
 
 static const char *result_name(enum migrate_result r)
@@ -365,6 +376,7 @@ static void *resolver_thread(void *arg)
 				snprintf(c->uncertain_why, sizeof(c->uncertain_why),
 					 "the destination says the VM %s; resuming here (resume --force) rolls it back to the hand-over point",
 					 reason);
+				mig_audit(c->trust, "migrate-resolved", q.id, "source", NULL, c->uncertain_why);
 				pthread_mutex_unlock(&c->lock);
 				break;
 			}

@@ -47,6 +47,7 @@ echo "$st" | grep -q '"tenant": "acme"' && echo "$st" | grep -q '"tier": "web"' 
   fail "the labels did not travel with the VM: $st"
 audit_has hosta '"event":"policy".*"allow":true.*"rule":"admins"'
 audit_has hosta '"event":"attest".*"role":"source".*"peer":"hostb".*"ok":true'
+audit_has hosta '"event":"migrate-start".*"role":"source"'
 audit_has hosta '"event":"migrate-commit".*"role":"source"'
 audit_has hostb '"event":"attest".*"role":"destination".*"peer":"hosta".*"ok":true'
 audit_has hostb '"event":"policy".*"principal":"host:hosta".*"allow":true.*"rule":"cluster-peers"'
