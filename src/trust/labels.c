@@ -20,12 +20,17 @@ static int key_ok(const char *k, size_t n)
 
 static int value_ok(const char *v, size_t n)
 {
+	json_t *utf8;
+
 	if (n >= LABEL_VALUE_MAX)
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f || v[i] == ',')
 			return 0;
-	return 1;
+	/* labels travel as JSON: a value that is not UTF-8 would silently vanish there */
+	utf8 = json_stringn(v, n);
+	json_decref(utf8);
+	return utf8 != NULL;
 }
 
 static int add(struct labels *l, const char *k, size_t kn, const char *v, size_t vn, struct err *e)
@@ -34,7 +39,7 @@ static int add(struct labels *l, const char *k, size_t kn, const char *v, size_t
 		return err_set(e, -EINVAL, "label key '%.*s' must be 1-%d of A-Z a-z 0-9 _ . -", (int)(kn > 64 ? 64 : kn),
 			       k, LABEL_KEY_MAX - 1);
 	if (!value_ok(v, vn))
-		return err_set(e, -EINVAL, "label %.*s: value must be under %d bytes, no control characters or commas",
+		return err_set(e, -EINVAL, "label %.*s: value must be UTF-8 under %d bytes, no control characters or commas",
 			       (int)kn, k, LABEL_VALUE_MAX);
 	for (size_t i = 0; i < l->n; i++)
 		if (strlen(l->kv[i].k) == kn && !memcmp(l->kv[i].k, k, kn))

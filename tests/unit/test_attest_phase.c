@@ -127,6 +127,12 @@ static void test_labels_text(void)
 	free(t);
 	CHECK(labels_parse_text("{\"a\":\"b\\u0000c\"}", 15, &back, &e) < 0);
 	CHECK(labels_parse_text("{}", 2, &back, &e) == 0 && back.n == 0);
+	/* a value that JSON cannot carry is refused, never dropped on the way */
+	CHECK(labels_add(&l, "name=caf\xe9", &e) < 0 && strstr(e.msg, "UTF-8"));
+	CHECK(labels_add(&l, "name=caf\xc3\xa9", &e) == 0);
+	t = labels_to_text(&l);
+	CHECK(t && labels_parse_text(t, strlen(t), &back, &e) == 0 && back.n == 3);
+	free(t);
 }
 
 /* ---- recorded decisions ---- */
