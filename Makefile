@@ -16,7 +16,7 @@ TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
 ASANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all deps check demo bench fuzz clean unit
+.PHONY: all deps check demo demo-trust bench fuzz clean unit
 all: deps $(B)/sealvm guests $(TOOL_BIN)
 
 # Installs missing Debian packages (as root) or says what to install. Every compile
@@ -65,6 +65,11 @@ check: all unit
 
 demo: all
 	@scripts/demo.sh
+
+# the same with a software TPM per host, signed table and policy, attestation, audit logs
+demo-trust: all
+	@scripts/deps.sh test
+	@scripts/demo.sh --trust
 
 bench: all
 	@scripts/deps.sh bench

@@ -2,7 +2,8 @@
 # make bench BENCH=trust: what each trust step costs on this machine (issue 12).
 # Starts its own swtpm (state under a temporary directory, free loopback ports), runs
 # build/tools/trust_bench (RUNS rounds, default 30) and writes build/bench/trust.json and
-# build/bench/trust.md. Timings are medians of wall-clock time, swtpm included.
+# build/bench/trust.md. Timings are medians of wall-clock time, swtpm included. Then
+# bench/trust_migrate.sh migrates one guest with and without trust (table appended).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test >/dev/null
@@ -54,3 +55,5 @@ with open(sys.argv[2], "w") as f:
     f.write("Event log: %d lines; evidence: %d bytes.\n" % (r["event_log_lines"], r["evidence_bytes"]))
 print(open(sys.argv[2]).read())
 P
+# and what trust adds to a whole migration, open and trusted side by side
+bench/trust_migrate.sh

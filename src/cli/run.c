@@ -10,10 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/run_trust.h"
 #include "control/commands.h"
 #include "console/server.h"
 #include "control/control.h"
 #include "migrate/migrate.h"
+#include "trust/decide.h"
+#include "trust/host.h"
 #include "util/secret_file.h"
 #include "util/size.h"
 #include "util/statedir.h"
@@ -23,6 +26,8 @@
 struct run_opts {
 	const char *kernel, *cmdline, *serial, *control, *restore, *incoming, *tls_dir, *state_dir, *allow_from;
 	const char *key_file;
+	const char *table, *policy, *tpm;
+	struct labels labels;
 	uint64_t mem, mem_limit;
 	bool insecure;
 	struct console_opts console;
@@ -54,7 +59,13 @@ static void usage(FILE *f)
 		"  --console tls://ADDR:PORT  the owner's console (serial, screen, keyboard, VNC); needs\n"
 		"                      --tls-dir and --owner-ca; the serial port then belongs to it\n"
 		"  --owner-ca FILE     the VM owner's CA: only its certificates may attach\n"
-		"  --console-others ro|refuse  sessions beyond the one read-write session (default ro)\n");
+		"  --console-others ro|refuse  sessions beyond the one read-write session (default ro)\n\n"
+		"trust (see sealvm host init; without --table and --policy: open mode, announced and logged):\n"
+		"  --table FILE        the administrator's signed integrity validation table\n"
+		"  --policy FILE       the administrator's signed migration policy\n"
+		"  --tpm SPEC          this host's TPM (default: the one host init recorded in host.json)\n"
+		"  --label KEY=VALUE   a label of the VM booted here (repeatable); labels travel with the VM\n"
+		"                      through migrations and snapshots, and the policy judges them\n");
 }
 
 /* The owner-only console owns the serial port: no operator-side sink may get its bytes. */
@@ -84,6 +95,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "insecure", no_argument, NULL, 'I' },       { "key-file", required_argument, NULL, 'K' },
 		{ "console", required_argument, NULL, 'O' }, { "owner-ca", required_argument, NULL, 'W' },
 		{ "console-others", required_argument, NULL, 'X' }, { "cpus", required_argument, NULL, 'p' },
+		{ "table", required_argument, NULL, 'T' },   { "policy", required_argument, NULL, 'P' },
+		{ "tpm", required_argument, NULL, 'M' },     { "label", required_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -114,6 +127,13 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		case 'A': o->allow_from = optarg; break;
 		case 'I': o->insecure = true; break;
 		case 'K': o->key_file = optarg; break;
+		case 'T': o->table = optarg; break;
+		case 'P': o->policy = optarg; break;
+		case 'M': o->tpm = optarg; break;
+		case 'l':
+			if (labels_add(&o->labels, optarg, e) < 0)
+				return err_wrap(e, "--label");
+			break;
 		case 'm':
 			if (parse_size(optarg, 1, &o->mem, e) < 0)
 				return err_wrap(e, "--mem");
@@ -155,6 +175,10 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "--cpus goes with --kernel: a snapshot or an incoming VM brings its own vCPUs");
 	if (o->incoming && !o->tls_dir && strncmp(o->incoming, "tcp://", 6))
 		return err_set(e, -EINVAL, "--incoming tls:// needs --tls-dir DIR");
+	if (o->labels.n && !o->kernel)
+		return err_set(e, -EINVAL, "--label is for a VM booted here (--kernel): a migrated or restored VM brings its own labels");
+	if (o->tpm && !o->table)
+		return err_set(e, -EINVAL, "--tpm is for trusted mode (with --table and --policy)");
 	if (o->allow_from && !o->incoming)
 		return err_set(e, -EINVAL, "--allow-from only applies to --incoming");
 	if (o->allow_from && (!*o->allow_from || strlen(o->allow_from) > 400))
@@ -229,6 +253,7 @@ int cmd_run(int argc, char **argv)
 	struct incoming *in = NULL;
 	struct state_dir sd;
 	struct console_server *console = NULL;
+	struct trust_ctx *trust = NULL;
 	struct machine m;
 	struct vmm_ctx ctx;
 	struct run_opts o;
@@ -249,26 +274,43 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "sealvm: %s\n", e.msg);
 		return 2;
 	}
+	/* trust before any thread: the TPM library reads its environment (setenv) */
+	{
+		char ca[4200];
+		struct trust_opts to = { .state_dir = sd.path, .table = o.table, .policy = o.policy, .tpm = o.tpm,
+					 .role = "run" };
+		if (o.tls_dir && snprintf(ca, sizeof(ca), "%s/ca.pem", o.tls_dir) < (int)sizeof(ca))
+			to.ca = ca;
+		if (trust_start(&to, &trust, &e) < 0) {
+			fprintf(stderr, "sealvm: %s\n", e.msg);
+			return 2;
+		}
+	}
 	/* The control socket comes first: a destination that could not be
 	 * controlled must fail before it accepts anything, not after a VM arrived. */
 	vmm_ctx_init(&ctx, &m, o.tls_dir, &sd);
 	ctx.key_file = o.key_file;
+	ctx.trust = trust;
+	ctx.labels = o.labels;
 	if (o.control)
 		r = ctl_server_start(o.control, vmm_handle, &ctx, &ctl, &e);
 	if (r == 0 && o.incoming) {
 		struct incoming_params ip = { .uri = o.incoming, .tls_dir = o.tls_dir, .serial_fd = serial_fd,
 					      .max_ram = o.mem_limit, .timeout_ms = 30000, .hello_timeout_ms = 10000,
 					      .commit_timeout_ms = 30000, .linger_ms = 5000,
-					      .allow_from = o.allow_from, .insecure = o.insecure, .sd = &sd };
+					      .allow_from = o.allow_from, .insecure = o.insecure, .sd = &sd,
+					      .trust = trust };
 		r = incoming_start(&ip, &in, &e);
 		vmm_ctx_set_incoming(&ctx, in);
 	}
 	if (r == 0 && o.restore) {
 		struct snapshot_stats st;
+		struct run_restore rr = { .ctx = &ctx, .file = o.restore };
+		struct snapshot_check chk = { run_restore_check, &rr };
 		uint8_t key[32];
 		r = o.key_file ? key_file_load(o.key_file, key, &e) : host_key_load(sd.path, "snapshot.key", key, &e);
 		if (r == 0)
-			r = snapshot_restore(o.restore, key, serial_fd, &m, &st, &e);
+			r = snapshot_restore(o.restore, key, serial_fd, &chk, &m, &st, &e);
 		OPENSSL_cleanse(key, sizeof(key));
 		/* a snapshot brings its RAM size: a different --mem is a mistake, not a resize */
 		if (r == 0 && o.mem_given && o.mem != m.vm.ram_size) {
@@ -276,6 +318,8 @@ int cmd_run(int argc, char **argv)
 				    (unsigned long long)(o.mem >> 20), (unsigned long long)(m.vm.ram_size >> 20));
 			machine_destroy(&m);
 		}
+		trust_audit_note(trust, "restore", json_pack("{s:s, s:b, s:s}", "file", o.restore, "ok", r == 0, "result",
+							     r == 0 ? "restored" : e.msg));
 		if (r == 0)
 			fprintf(stderr, "sealvm: restored %s: %llu pages in %.1f ms (%.2f GB/s read)\n",
 				o.restore, (unsigned long long)st.pages.data_pages, (double)st.ns / 1e6,
@@ -286,9 +330,13 @@ int cmd_run(int argc, char **argv)
 			machine_destroy(&m);
 	} else if (r == 0) {
 		r = incoming_wait_vm(in, &m, &e);
+		if (r == 0)
+			incoming_labels(in, &ctx.labels);
 	}
 	built = r == 0;
 	if (r == 0 && o.console.uri) {
+		o.console.policy = run_console_audit;
+		o.console.policy_ctx = trust;
 		r = console_server_start(&m, &o.console, &console, &e);
 		if (r == 0)
 			fprintf(stderr, "sealvm: owner's console on port %d\n", console_server_port(console));
@@ -315,5 +363,6 @@ out:
 	if (built)
 		machine_destroy(&m);
 	vmm_ctx_fini(&ctx);
+	trust_stop(trust);
 	return code;
 }

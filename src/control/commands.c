@@ -7,7 +7,10 @@
 
 #include <openssl/crypto.h>
 
+#include "migrate/attest_phase.h"
 #include "migrate/proto.h"
+#include "trust/decide.h"
+#include "util/hex.h"
 #include "util/secret_file.h"
 #include "vmm/snapshot.h"
 
@@ -61,6 +64,24 @@ static double gbps(uint64_t bytes, uint64_t ns)
 static bool want_force(json_t *req)
 {
 	return json_is_true(json_object_get(req, "force"));
+}
+
+/* The local principal the policy judges: the control socket's peer. */
+static struct principal peer_principal(const struct ctl_peer *peer)
+{
+	return (struct principal){ .is_host = false, .uid = peer->uid };
+}
+
+/* An operator's override of a safety rule, in the audit log. */
+static void audit_forced(struct vmm_ctx *c, const struct ctl_peer *peer, const char *cmd, const char *why)
+{
+	struct principal who = peer_principal(peer);
+	char w[96];
+
+	principal_format(&who, w, sizeof(w));
+	trust_audit_note(c->trust, "operator-force",
+			 json_pack("{s:s, s:s, s:b, s:s}", "cmd", cmd, "principal", w, "principal_known", peer->known,
+				   "why", why));
 }
 
 /* Why a command that runs or changes the VM must wait, or NULL. Under c->lock. */
@@ -129,6 +150,7 @@ static json_t *cmd_status(struct vmm_ctx *c)
 		json_object_set_new(o, "migration_phase", json_string(c->phase));
 	if (c->uncertain)
 		json_object_set_new(o, "migration_uncertain", json_string(c->uncertain_why));
+	json_object_set_new(o, "labels", labels_to_json(&c->labels));
 	pthread_mutex_unlock(&c->lock);
 	return o;
 }
@@ -155,8 +177,9 @@ static json_t *cmd_stats(struct vmm_ctx *c)
 	return o;
 }
 
-static json_t *cmd_snapshot(struct vmm_ctx *c, json_t *req, struct err *e)
+static json_t *cmd_snapshot(struct vmm_ctx *c, const struct ctl_peer *peer, json_t *req, struct err *e)
 {
+	struct principal who = peer_principal(peer);
 	struct machine *m = c->m;
 	struct snapshot_stats st;
 	const char *file = json_string_value(json_object_get(req, "file"));
@@ -191,16 +214,26 @@ static json_t *cmd_snapshot(struct vmm_ctx *c, json_t *req, struct err *e)
 			kf = c->key_file;
 		r = kf ? key_file_load(kf, key, e) : host_key_load(c->sd->path, "snapshot.key", key, e);
 	}
+	/* who may take this VM's state out of sealvm, into a file */
+	if (r == 0 && trust_is_trusted(c->trust) && !peer->known)
+		r = err_set(e, -EACCES, "snapshot refused: the kernel did not say who is on the control socket");
+	if (r == 0)
+		r = trust_decide(c->trust, &who, OP_SNAPSHOT, &c->labels,
+				 *trust_host_name(c->trust) ? trust_host_name(c->trust) : NULL, NULL,
+				 json_pack("{s:s}", "file", file), NULL, e);
 	if (r < 0) {
+		OPENSSL_cleanse(key, sizeof(key));
 		pthread_mutex_unlock(&c->op_lock);
 		return NULL;
 	}
 	t0 = now_ns();
 	machine_pause(m, PAUSE_SNAPSHOT);
-	r = snapshot_save(m, file, key, &st, e);
+	r = snapshot_save(m, file, key, &c->labels, &st, e);
 	machine_resume(m, PAUSE_SNAPSHOT);
 	OPENSSL_cleanse(key, sizeof(key));
 	pthread_mutex_unlock(&c->op_lock);
+	trust_audit_note(c->trust, "snapshot",
+			 json_pack("{s:s, s:b, s:s}", "file", file, "ok", r == 0, "result", r == 0 ? "written" : e->msg));
 	if (r < 0)
 		return NULL;
 	return json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f}", "file", file, "bytes", (json_int_t)st.bytes,
@@ -216,11 +249,22 @@ static void on_progress(void *opaque, const struct migrate_progress *p)
 			      "remaining_pages", (json_int_t)p->remaining_pages, "rate_mb_s", p->rate_mbps,
 			      "throttle_pct", (int)p->throttle_pct);
 
+	bool admitted;
+
 	pthread_mutex_lock(&c->lock);
+	/* the first round begins once the destination admitted the VM: the migration's start */
+	admitted = !strcmp(p->phase, "precopy") && p->round == 0 && (!c->phase || strcmp(c->phase, "precopy"));
 	json_decref(c->progress);
 	c->progress = o;
 	c->phase = p->phase;
 	pthread_mutex_unlock(&c->lock);
+	if (admitted) {
+		struct migrate_query q;
+		pthread_mutex_lock(&c->mctl.lock);
+		q = c->mctl.q;
+		pthread_mutex_unlock(&c->mctl.lock);
+		mig_audit(c->trust, "migrate-start", q.id, "source", q.uri, "admitted by the destination");
+	}
 }
 
 static const char *result_name(enum migrate_result r)
@@ -247,6 +291,27 @@ static json_t *report_json(const struct migrate_report *r, const struct migrate_
 			 "downtime_target_ms", (int)p->downtime_ms, "paused_vm", r->paused_vm,
 			 "src_cpu_s", r->src_cpu_s, "dest_cpu_s", r->dest_cpu_s,
 			 "throughput_mb_s", secs > 0 ? (double)r->bytes_sent / 1e6 / secs : 0.0);
+}
+
+/* What the trust phase added to the report. */
+static void report_trust(json_t *o, const struct mig_trust *t, const struct migrate_report *r)
+{
+	json_object_set_new(o, "admit_ms", json_real((double)r->admit_ns / 1e6));
+	json_object_set_new(o, "trust_mode", json_string(trust_is_trusted(t->tc) ? "trusted" : "open"));
+	json_object_set_new(o, "attested", json_boolean(t->attested));
+	json_object_set_new(o, "dest_host", json_string(t->peer));
+	json_object_set_new(o, "attest_ms", json_real((double)t->attest_ns / 1e6));
+}
+
+static void audit_result(struct vmm_ctx *c, const struct migrate_report *rep, const char *peer, const char *why)
+{
+	static const char *const events[] = { [MIGRATE_COMMITTED] = "migrate-commit",
+					      [MIGRATE_ABORTED] = "migrate-abort",
+					      [MIGRATE_UNCERTAIN] = "migrate-uncertain" };
+	uint8_t id[16] = { 0 };
+
+	hex_decode(rep->id, id, sizeof(id));
+	mig_audit(c->trust, events[rep->result], id, "source", peer, why);
 }
 
 static int get_uint(json_t *req, const char *key, uint32_t def, uint32_t min, uint32_t max, uint32_t *out,
@@ -305,11 +370,13 @@ static void *resolver_thread(void *arg)
 		if (c->uncertain && !c->resolver_stop) {
 			if (o == MIG_OUTCOME_RUNNING) {
 				c->uncertain = false;
+				mig_audit(c->trust, "migrate-resolved", q.id, "source", NULL, "committed: the destination runs the VM");
 				json_object_set_new(c->last_migration, "resolved", json_string("committed: the destination runs the VM"));
 				fprintf(stderr, "sealvm: the destination answered: it runs the VM; stopping this copy\n");
 				machine_stop(c->m, STOP_MIGRATED, 0, "migrated to the destination (outcome resolved later)");
 			} else if (o == MIG_OUTCOME_ABORTED) {
 				c->uncertain = false;
+				mig_audit(c->trust, "migrate-resolved", q.id, "source", NULL, "aborted: the destination never ran the VM; resumed here");
 				json_object_set_new(c->last_migration, "resolved", json_string("aborted: the destination never ran the VM; resumed here"));
 				fprintf(stderr, "sealvm: the destination answered: it never ran the VM; resuming it here\n");
 				machine_resume(c->m, PAUSE_MIGRATION);
@@ -318,6 +385,7 @@ static void *resolver_thread(void *arg)
 				snprintf(c->uncertain_why, sizeof(c->uncertain_why),
 					 "the destination says the VM %s; resuming here (resume --force) rolls it back to the hand-over point",
 					 reason);
+				mig_audit(c->trust, "migrate-resolved", q.id, "source", NULL, c->uncertain_why);
 				pthread_mutex_unlock(&c->lock);
 				break;
 			}
@@ -327,10 +395,12 @@ static void *resolver_thread(void *arg)
 	return NULL;
 }
 
-static json_t *cmd_migrate(struct vmm_ctx *c, json_t *req, struct err *e)
+static json_t *cmd_migrate(struct vmm_ctx *c, const struct ctl_peer *peer, json_t *req, struct err *e)
 {
 	struct migrate_params p = { 0 };
 	struct migrate_report rep;
+	struct mig_trust t = { .tc = c->trust, .labels = c->labels, .who = peer_principal(peer),
+			       .who_known = peer->known };
 	json_t *out;
 	int r;
 
@@ -358,6 +428,9 @@ static json_t *cmd_migrate(struct vmm_ctx *c, json_t *req, struct err *e)
 		return NULL;
 	if (refused(c, "migrate", e))
 		return NULL;
+	p.trust = &t;
+	if (mig_trust_src_transport(&t, p.uri, e) < 0)
+		return NULL;
 	if (pthread_mutex_trylock(&c->op_lock)) {
 		err_set(e, -EBUSY, "migrate refused: a snapshot or another migration is in progress");
 		return NULL;
@@ -370,7 +443,10 @@ static json_t *cmd_migrate(struct vmm_ctx *c, json_t *req, struct err *e)
 	c->phase = "setup";
 	pthread_mutex_unlock(&c->lock);
 	r = migrate_source(c->m, &p, &c->mctl, &rep, on_progress, c, e);
+	audit_result(c, &rep, t.peer, r < 0 ? e->msg : "the destination runs the VM");
 	out = report_json(&rep, &p);
+	if (out)
+		report_trust(out, &t, &rep);
 	pthread_mutex_lock(&c->lock);
 	c->phase = NULL;
 	json_decref(c->progress);
@@ -416,7 +492,7 @@ static json_t *cmd_pause(struct vmm_ctx *c, struct err *e)
 	return cmd_status(c);
 }
 
-static json_t *cmd_resume(struct vmm_ctx *c, json_t *req, struct err *e)
+static json_t *cmd_resume(struct vmm_ctx *c, const struct ctl_peer *peer, json_t *req, struct err *e)
 {
 	pthread_mutex_lock(&c->lock);
 	if (c->have_vm && !c->phase && c->uncertain) {
@@ -431,6 +507,7 @@ static json_t *cmd_resume(struct vmm_ctx *c, json_t *req, struct err *e)
 		pthread_cond_broadcast(&c->cond);
 		fprintf(stderr, "sealvm: OPERATOR FORCED RESUME of a VM whose migration outcome was uncertain (%s): if the destination runs it, two copies now run\n",
 			c->uncertain_why);
+		audit_forced(c, peer, "resume --force", c->uncertain_why);
 		pthread_mutex_unlock(&c->lock);
 		machine_resume(c->m, PAUSE_MIGRATION);
 		machine_resume(c->m, PAUSE_OPERATOR);
@@ -447,7 +524,7 @@ static json_t *cmd_resume(struct vmm_ctx *c, json_t *req, struct err *e)
 	return cmd_status(c);
 }
 
-static json_t *cmd_quit(struct vmm_ctx *c, json_t *req, struct err *e)
+static json_t *cmd_quit(struct vmm_ctx *c, const struct ctl_peer *peer, json_t *req, struct err *e)
 {
 	const char *note = NULL;
 	bool committing;
@@ -480,9 +557,13 @@ static json_t *cmd_quit(struct vmm_ctx *c, json_t *req, struct err *e)
 		}
 		pthread_mutex_lock(&c->lock);
 	}
-	if (c->uncertain)
+	if (c->uncertain) {
 		fprintf(stderr, "sealvm: OPERATOR FORCED QUIT of a VM whose migration outcome was uncertain (%s)\n",
 			c->uncertain_why);
+		audit_forced(c, peer, "quit --force", c->uncertain_why);
+	} else if (committing) {
+		audit_forced(c, peer, "quit --force", "COMMIT was sent and the outcome was not known yet");
+	}
 	c->uncertain = false;
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
@@ -490,7 +571,7 @@ static json_t *cmd_quit(struct vmm_ctx *c, json_t *req, struct err *e)
 	return note ? json_pack("{s:s}", "note", note) : json_object();
 }
 
-json_t *vmm_handle(void *opaque, const char *cmd, json_t *req, struct err *e)
+json_t *vmm_handle(void *opaque, const struct ctl_peer *peer, const char *cmd, json_t *req, struct err *e)
 {
 	struct vmm_ctx *c = opaque;
 
@@ -499,15 +580,15 @@ json_t *vmm_handle(void *opaque, const char *cmd, json_t *req, struct err *e)
 	if (!strcmp(cmd, "stats"))
 		return cmd_stats(c);
 	if (!strcmp(cmd, "quit"))
-		return cmd_quit(c, req, e);
+		return cmd_quit(c, peer, req, e);
 	if (!strcmp(cmd, "pause"))
 		return cmd_pause(c, e);
 	if (!strcmp(cmd, "resume"))
-		return cmd_resume(c, req, e);
+		return cmd_resume(c, peer, req, e);
 	if (!strcmp(cmd, "snapshot"))
-		return cmd_snapshot(c, req, e);
+		return cmd_snapshot(c, peer, req, e);
 	if (!strcmp(cmd, "migrate"))
-		return cmd_migrate(c, req, e);
+		return cmd_migrate(c, peer, req, e);
 	if (!strcmp(cmd, "migrate-cancel"))
 		return cmd_migrate_cancel(c, e);
 	err_set(e, -EINVAL, "unknown command \"%s\"", cmd);

@@ -13,7 +13,10 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "control/control.h"
 #include "migrate/migrate.h"
+#include "trust/host.h"
+#include "trust/labels.h"
 #include "util/err.h"
 #include "util/statedir.h"
 #include "vmm/machine.h"
@@ -23,6 +26,8 @@ struct vmm_ctx {
 	const char *tls_dir;       /* default for migrate */
 	const char *key_file;      /* default snapshot key (else the host key in sd) */
 	const struct state_dir *sd;
+	struct trust_ctx *trust;   /* policy and audit log of this process (NULL: none) */
+	struct labels labels;      /* the VM's (--label, or brought by a migration or snapshot); set before vm_ready */
 	struct incoming *incoming; /* destination: the migration that brings the VM */
 	pthread_mutex_t op_lock;   /* one snapshot or migration at a time */
 	pthread_mutex_t lock;      /* everything below */
@@ -44,7 +49,7 @@ void vmm_ctx_fini(struct vmm_ctx *c);
 void vmm_ctx_set_incoming(struct vmm_ctx *c, struct incoming *in);
 /* The machine is built and may be commanded from now on. */
 void vmm_ctx_vm_ready(struct vmm_ctx *c);
-/* ctl_handler_fn for the control server. */
-json_t *vmm_handle(void *opaque, const char *cmd, json_t *req, struct err *e);
+/* ctl_handler_fn for the control server: peer is the principal the policy judges. */
+json_t *vmm_handle(void *opaque, const struct ctl_peer *peer, const char *cmd, json_t *req, struct err *e);
 
 #endif

@@ -14,7 +14,9 @@
 #ifndef SEALVM_CONTROL_CONTROL_H
 #define SEALVM_CONTROL_CONTROL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <jansson.h>
 
 #include "util/err.h"
@@ -22,13 +24,24 @@
 #define CTL_MAX_LINE  65536   /* bytes per request line, newline excluded */
 #define CTL_MAX_CONNS 8       /* concurrent connections */
 
+/* Who is on the other end of a control connection: the kernel's SO_PEERCRED,
+ * taken when the connection was accepted (known = false if that failed). The
+ * trust policy names local principals by this uid. */
+struct ctl_peer {
+	bool known;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+};
+
 /* Called on a connection thread; may block (a migration can take seconds).
- * req is the whole request object (borrowed: do not decref; cmd points into
+ * peer is the connection's credentials (never NULL). req is the whole request object (borrowed: do not decref; cmd points into
  * it). Returns a new reference to a JSON object with the result fields (the
  * server adds "ok"; a result key "ok" is ignored), or NULL with e set (the
  * message becomes "error"). Handlers must be thread-safe (the VMM side locks)
  * and must never call ctl_server_stop (it joins the calling thread). */
-typedef json_t *(*ctl_handler_fn)(void *opaque, const char *cmd, json_t *req, struct err *e);
+typedef json_t *(*ctl_handler_fn)(void *opaque, const struct ctl_peer *peer, const char *cmd, json_t *req,
+				  struct err *e);
 
 struct ctl_server;
 

@@ -23,6 +23,7 @@
 struct ctl_conn {
 	struct ctl_server *srv;
 	int fd;
+	struct ctl_peer peer;    /* SO_PEERCRED at accept */
 	pthread_t thread;
 	bool done;               /* thread finished; under srv->lock */
 	struct ctl_conn *next;
@@ -166,14 +167,14 @@ static int send_error(const struct ctl_server *s, int fd, const char *msg)
 
 /* ---- connections ---- */
 
-static json_t *run_request(struct ctl_server *s, json_t *req)
+static json_t *run_request(struct ctl_server *s, const struct ctl_peer *peer, json_t *req)
 {
 	const char *cmd = json_string_value(json_object_get(req, "cmd"));
 	struct err he = { 0 };
 	json_t *res, *resp, *v;
 	const char *key;
 
-	res = s->fn(s->opaque, cmd, req, &he);
+	res = s->fn(s->opaque, peer, cmd, req, &he);
 	if (!res)
 		return json_pack("{s:b, s:s}", "ok", 0, "error",
 				 he.msg[0] ? he.msg : "command failed");
@@ -221,7 +222,7 @@ static int handle_line(struct ctl_conn *c, const char *line, size_t len)
 	req = ctl_parse_request(line, len, &e);
 	if (!req)
 		return send_error(s, c->fd, e.msg);
-	resp = run_request(s, req);
+	resp = run_request(s, &c->peer, req);
 	json_decref(req);
 	return send_json(s, c->fd, resp);
 }
@@ -343,6 +344,12 @@ static void start_conn(struct ctl_server *s, int fd)
 	}
 	c->srv = s;
 	c->fd = fd;
+	{
+		struct ucred cr;
+		socklen_t n = sizeof(cr);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &n) == 0 && n == sizeof(cr))
+			c->peer = (struct ctl_peer){ .known = true, .pid = cr.pid, .uid = cr.uid, .gid = cr.gid };
+	}
 	r = create_thread(&c->thread, conn_main, c);
 	if (r < 0) {
 		pthread_mutex_unlock(&s->lock);

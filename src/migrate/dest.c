@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "migrate/attest_phase.h"
 #include "migrate/bind.h"
 #include "migrate/migrate.h"
 #include "migrate/outcome.h"
@@ -39,6 +40,7 @@ struct incoming {
 	uint8_t id[16];
 	uint8_t src_fp[32];
 	char src_name[64];
+	struct labels labels;                /* the VM's, from the trust phase */
 	uint32_t nchan;
 	struct join joins[MIG_MAX_CHANNELS];
 	struct rx *rx;                       /* while receiving: to interrupt it */
@@ -145,6 +147,7 @@ static uint32_t outcome_for(struct incoming *in, const struct pool_conn *c, cons
 			if (in->lane0)
 				chan_shutdown(in->lane0->ch);
 			snprintf(why, n, "the source asked before COMMIT arrived: never ran here");
+			mig_audit(in->p.trust, "migrate-fence", id, "destination", c->peer, why);
 			return MIG_OUTCOME_ABORTED;
 		}
 		if (r != -EEXIST) {
@@ -158,6 +161,7 @@ static uint32_t outcome_for(struct incoming *in, const struct pool_conn *c, cons
 			r = outcome_decide_now(&in->store, id, OUTCOME_ABORTED, c->peer, &rec, &e);
 			if (r == 0) {
 				snprintf(why, n, "no such migration ran here; it never will");
+				mig_audit(in->p.trust, "migrate-fence", id, "destination", c->peer, why);
 				return MIG_OUTCOME_ABORTED;
 			}
 			if (r == -EEXIST)
@@ -237,6 +241,7 @@ static void dispatch(void *opaque, struct pool_conn *c, const struct mig_hello *
 		}
 		pthread_mutex_unlock(&in->lock);
 		fprintf(stderr, "sealvm: refused a migration from %s: %s\n", c->where, why);
+		mig_audit(in->p.trust, "migrate-refused", h->id, "destination", c->peer, why);
 		refuse(c, why);
 		return;
 	}
@@ -487,6 +492,7 @@ static int hand_over(struct incoming *in, struct machine *m, struct pool_conn *c
 	}
 	/* the VM runs: an acknowledgement lost now is the source's to resolve */
 	pool_conn_send(c0, SEC_COMMIT_ACK, &ack, sizeof(ack), NULL);
+	mig_audit(in->p.trust, "migrate-commit", in->id, "destination", in->src_name, "COMMITTED recorded; the VM runs here");
 	return 0;
 }
 
@@ -499,7 +505,7 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 	struct rx *x;
 	uint8_t nonce[MIG_NONCE_LEN];
 	char why[200];
-	bool inited = false, started = false;
+	bool inited = false, started = false, admitted = false;
 	double cpu0;
 	uint64_t t;
 	int r;
@@ -511,10 +517,14 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 			set_phase(in, IN_FAILED);
 			return e->code;
 		}
-		r = admit(&in->p, &in->hello, why, sizeof(why));
+		/* attestation and policy (attest_phase.h) before anything is reserved */
+		r = mig_trust_dst_exchange(in->p.trust, c0, in->id, in->p.hello_timeout_ms, &in->labels, why, sizeof(why));
+		if (r == 0)
+			r = admit(&in->p, &in->hello, why, sizeof(why));
 		if (r == 0)
 			break;
 		fprintf(stderr, "sealvm: refused the incoming VM from %s: %s\n", c0->where, why);
+		mig_audit(in->p.trust, "migrate-refused", in->id, "destination", in->src_name, why);
 		refuse(c0, why);
 		set_phase(in, IN_WAITING);
 	}
@@ -530,6 +540,7 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 	}
 	if (r < 0) {
 		fprintf(stderr, "sealvm: refused the incoming VM from %s: %s\n", c0->where, why);
+		mig_audit(in->p.trust, "migrate-refused", in->id, "destination", in->src_name, why);
 		refuse(c0, why);
 		err_set(e, r, "refused the incoming VM: %s", why);
 		free(x);
@@ -546,6 +557,9 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 		r = mig_bind(c0->ch, in->id, nonce, 0, &x->lanes[0].bind, e);
 	if (r == 0)
 		r = accept_with(in, c0, in->nchan, nonce, e);
+	admitted = r == 0;
+	if (admitted)
+		mig_audit(in->p.trust, "migrate-start", in->id, "destination", in->src_name, "admitted");
 	if (r == 0) {
 		chan_set_timeout(c0->ch, (int)in->p.timeout_ms);
 		r = take_joins(in, x, e);
@@ -601,6 +615,8 @@ out_rx:
 	free(x);
 out:
 	machine_loader_fini(&ld);
+	if (r < 0 && admitted)
+		mig_audit(in->p.trust, "migrate-abort", in->id, "destination", in->src_name, e->msg);
 	if (r < 0) {
 		set_phase(in, IN_FAILED);
 		if (inited)
@@ -636,8 +652,10 @@ bool incoming_cancel(struct incoming *in, const char *why)
 		snprintf(in->cancel_why, sizeof(in->cancel_why), "%s", why);
 		if (in->phase == IN_RECEIVING || in->phase == IN_READY) {
 			/* settle it first: a COMMIT racing with us must lose */
-			if (outcome_decide_now(&in->store, in->id, OUTCOME_ABORTED, in->src_name, NULL, NULL) == 0)
+			if (outcome_decide_now(&in->store, in->id, OUTCOME_ABORTED, in->src_name, NULL, NULL) == 0) {
 				in->fenced = true;
+				mig_audit(in->p.trust, "migrate-fence", in->id, "destination", in->src_name, why);
+			}
 			if (in->rx)
 				rx_interrupt(in->rx);
 			if (in->lane0)
@@ -647,6 +665,13 @@ bool incoming_cancel(struct incoming *in, const char *why)
 	}
 	pthread_mutex_unlock(&in->lock);
 	return ok;
+}
+
+void incoming_labels(struct incoming *in, struct labels *out)
+{
+	pthread_mutex_lock(&in->lock);
+	*out = in->labels;
+	pthread_mutex_unlock(&in->lock);
 }
 
 void incoming_vm_ended(struct incoming *in, const char *why)

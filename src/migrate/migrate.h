@@ -11,9 +11,13 @@
 
 #include "channel/channel.h"
 #include "migrate/proto.h"
+#include "trust/labels.h"
 #include "util/err.h"
 #include "util/statedir.h"
 #include "vmm/machine.h"
+
+struct mig_trust;
+struct trust_ctx;
 
 struct migrate_params {
 	const char *uri;
@@ -27,6 +31,7 @@ struct migrate_params {
 	uint32_t max_throttle;     /* auto-converge: most of the vCPU's time to take, percent */
 	uint32_t channels;         /* parallel TLS connections for pages */
 	bool insecure;             /* tcp:// asked for explicitly */
+	struct mig_trust *trust;   /* labels, principal, attestation (attest_phase.h); NULL: open mode */
 };
 
 /* Live progress, readable while the migration runs. */
@@ -78,6 +83,7 @@ struct migrate_report {
 	char cipher[64];
 	uint64_t ram_bytes;
 	uint64_t total_ns, downtime_ns, dest_resume_ns, dest_load_ns;
+	uint64_t admit_ns;         /* connect → every channel admitted (trust phase included) */
 	uint64_t bytes_sent, bytes_received, payload_bytes;
 	uint64_t data_pages, zero_pages, zero_markers;
 	uint32_t rounds;
@@ -117,6 +123,7 @@ struct incoming_params {
 	const char *allow_from;     /* comma-separated certificate DNS names admitted as sources (NULL: any) */
 	bool insecure;              /* tcp:// asked for explicitly */
 	const struct state_dir *sd;
+	struct trust_ctx *trust;    /* attestation, policy and audit (NULL: open mode, nothing recorded) */
 };
 
 struct incoming;
@@ -136,6 +143,8 @@ int incoming_start(const struct incoming_params *p, struct incoming **out, struc
  * operator). Any failure discards the incoming copy, which never ran. */
 int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e);
 void incoming_get_progress(struct incoming *in, struct incoming_progress *p);
+/* The labels the incoming VM came with (valid once incoming_wait_vm succeeded). */
+void incoming_labels(struct incoming *in, struct labels *out);
 /* Stops waiting or receiving (before the hand-over); returns false if the VM is committed already. */
 bool incoming_cancel(struct incoming *in, const char *why);
 /* The committed VM stopped here: queries now answer GONE with why. */

@@ -105,12 +105,12 @@ static int read_hello(struct pool_conn *c, struct mig_hello *h, struct err *e)
 		return r;
 	if (hd.id != SEC_HELLO)
 		return err_set(e, -EPROTO, "sent %s, expected HELLO", sec_name(hd.id));
-	if (hd.version != 2)
-		return err_set(e, -EPROTO, "speaks migration protocol %u; this sealvm speaks %u", hd.version,
+	if (hd.version != MIG_PROTO_VERSION)
+		return err_set(e, -EPROTONOSUPPORT, "speaks migration protocol %u; this sealvm speaks %u", hd.version,
 			       MIG_PROTO_VERSION);
 	r = sec_read_exact(&c->r, &hd, h, sizeof(*h), e);
 	if (r == 0 && h->proto != MIG_PROTO_VERSION)
-		r = err_set(e, -EPROTO, "speaks migration protocol %u; this sealvm speaks %u", h->proto,
+		r = err_set(e, -EPROTONOSUPPORT, "speaks migration protocol %u; this sealvm speaks %u", h->proto,
 			    MIG_PROTO_VERSION);
 	if (r == 0 && h->kind > MIG_KIND_JOIN)
 		r = err_set(e, -EPROTO, "unknown HELLO kind %u", h->kind);
@@ -162,6 +162,13 @@ static void *worker(void *arg)
 		p->fn(p->opaque, c, &h);  /* owns c now */
 	} else {
 		note_drop(p, a->where, e.msg);
+		if (r == -EPROTONOSUPPORT && c && c->ch) {
+			/* say so in a form every version reads: a HELLO_ACK naming ours */
+			struct mig_hello_ack ack = { .proto = MIG_PROTO_VERSION, .status = MIG_REFUSE };
+			snprintf(ack.reason, sizeof(ack.reason), "the source %s", e.msg);
+			chan_set_timeout(c->ch, 500);
+			pool_conn_send(c, SEC_HELLO_ACK, &ack, sizeof(ack), NULL);
+		}
 		if (c && c->ch) {
 			sec_writer_fini(&c->w);
 			sec_reader_fini(&c->r);

@@ -1,9 +1,17 @@
-/* Live-migration protocol records, version 2 (payloads of state sections, see
+/* Live-migration protocol records, version 3 (payloads of state sections, see
  * state/section.h). The states and messages are named as in model/handover.pml.
  *
  * source                                   destination
  *   connection 0 (mutual TLS)            --> (admitted concurrently with others)
+ *   -- source: policy (who may move this VM from here to the certificate's host) --
  *   HELLO {MIGRATE, id, shape, channels} -->
+ *   ATTEST_REQ {mode, nonce_s, labels}   -->  (the trust phase, attest_phase.h)
+ *                                            open mode at both ends: nothing more
+ *                                        <-- ATTEST {evidence for nonce_s, nonce_d}
+ *   -- source verifies the destination --
+ *   ATTEST {evidence for nonce_d}        -->
+ *                                            verifies the source, asks its policy
+ *                                            (source host, VM labels), then admits
  *                                        <-- HELLO_ACK {accept | refuse + reason,
  *                                                       nonce, host id}
  *   connections 1..N-1: HELLO {JOIN, id, index} --> <-- HELLO_ACK {nonce}
@@ -34,7 +42,8 @@
 
 #include <stdint.h>
 
-#define MIG_PROTO_VERSION 2
+/* 3: the trust phase (ATTEST_REQ, ATTEST) between HELLO and HELLO_ACK */
+#define MIG_PROTO_VERSION 3
 #define MIG_MAX_CHANNELS 8
 #define MIG_NONCE_LEN 32
 

@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "migrate/attest_phase.h"
 #include "migrate/bind.h"
 #include "migrate/migrate.h"
 #include "migrate/proto.h"
@@ -250,6 +251,12 @@ static int hello_on(struct lane *l, uint32_t kind, uint32_t channels, uint32_t *
 
 	memcpy(h.id, s->id, sizeof(h.id));
 	r = sec_write(&l->w, SEC_HELLO, MIG_PROTO_VERSION, &iov, 1, e);
+	if (r == 0 && kind == MIG_KIND_MIGRATE) {
+		progress(s, "attest");
+		r = mig_trust_src_exchange(s->p->trust, l->ch, &l->w, &l->r, s->id, e);
+		if (r == 0)
+			progress(s, "hello");   /* admission */
+	}
 	if (r == 0)
 		r = chan_flush(l->ch, e);
 	if (r == 0)
@@ -921,6 +928,11 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 			 p->hello_timeout_ms);
 		watchdog_arm(&s.wd, p->hello_timeout_ms, why);
 		r = lane_open(&s, &s.lanes[0], e);
+		/* who may move this VM to the host this certificate names: before anything is sent */
+		if (r == 0) {
+			progress(&s, "policy");
+			r = mig_trust_src_policy(p->trust, s.lanes[0].ch, s.id, e);
+		}
 	}
 	if (r == 0) {
 		int i;
@@ -931,6 +943,7 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		snprintf(rep->cipher, sizeof(rep->cipher), "%s", chan_cipher(s.ch));
 		progress(&s, "hello");
 		r = hello(&s, e);
+		rep->admit_ns = now_ns() - t0;
 		watchdog_disarm(&s.wd);
 		if (r == 0)
 			r = start_lanes(&s, e);
@@ -973,8 +986,9 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		 * destination why, then carry on here. */
 		if (s.ch) {
 			struct mig_abort a;
-			/* the destination's own reason beats "broken pipe" on some channel */
-			if (!strstr(e->msg, "destination aborted") && !interrupted(&s))
+			/* the destination's own reason beats "broken pipe" on some channel
+			 * (our own refusal, -EACCES, is the reason: nothing to wait for) */
+			if (!strstr(e->msg, "destination aborted") && !interrupted(&s) && r != -EACCES)
 				abort_reason(&s, e);
 			memset(&a, 0, sizeof(a));
 			snprintf(a.reason, sizeof(a.reason), "source aborted: %s", e->msg);

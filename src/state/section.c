@@ -18,14 +18,15 @@ static const struct sec_info infos[SEC_ID_MAX] = {
 	[SEC_VM] = { "VM", 1, 16 * 1024 },
 	[SEC_SERIAL] = { "SERIAL", 1, 256 },
 	[SEC_END] = { "END", END_VERSION, sizeof(struct sec_end_payload) },
-	[SEC_HELLO] = { "HELLO", 2, 4096 },      /* version = migration protocol version */
+	[SEC_HELLO] = { "HELLO", 3, 4096 },      /* version = migration protocol version */
 	[SEC_HELLO_ACK] = { "HELLO_ACK", 1, 4096 },
 	[SEC_READY] = { "READY", 1, 256 },
 	[SEC_COMMIT] = { "COMMIT", 1, 256 },
 	[SEC_COMMIT_ACK] = { "COMMIT_ACK", 1, 256 },
 	[SEC_ABORT] = { "ABORT", 1, 1024 },
-	[SEC_ATTEST_REQ] = { "ATTEST_REQ", 1, 1024 },
-	[SEC_ATTEST] = { "ATTEST", 1, 8192 },
+	[SEC_LABELS] = { "LABELS", 1, 8192 },
+	[SEC_ATTEST_REQ] = { "ATTEST_REQ", 1, 8192 },
+	[SEC_ATTEST] = { "ATTEST", 1, (4u << 20) + 4096 }, /* evidence (ATTEST_EVIDENCE_MAX) and a nonce */
 	[SEC_ROUND] = { "ROUND", 1, 64 },
 	[SEC_SYNC] = { "SYNC", 1, 64 },
 	[SEC_SYNC_ACK] = { "SYNC_ACK", 1, 64 },

@@ -29,6 +29,7 @@ enum sec_id {
 	SEC_VM = 4,       /* irqchip, PIT, clock */
 	SEC_SERIAL = 5,
 	SEC_END = 6,      /* counts and transcript: the stream is complete */
+	SEC_LABELS = 12,  /* snapshot: the VM's labels (JSON), right after CONFIG */
 	/* migration control records */
 	SEC_HELLO = 16,
 	SEC_HELLO_ACK = 17,

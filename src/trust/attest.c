@@ -185,7 +185,7 @@ void attest_verify(const void *blob, size_t len, const uint8_t bound[ATTEST_BOUN
 		goto out;
 	}
 	/* host: the evidence must come from the TLS peer, and the peer be trusted */
-	if (!x->peer_name || strcmp(x->peer_name, v->host)) {
+	if (!x->unbound && (!x->peer_name || strcmp(x->peer_name, v->host))) {
 		refuse(v, "host", "the evidence names host %s but the TLS peer is %s", v->host,
 		       x->peer_name ? x->peer_name : "(unknown)");
 		goto out;

@@ -62,7 +62,10 @@ int attest_make_evidence(const char *state_dir, const char *tpm_spec, const char
 			 const uint8_t bound[ATTEST_BOUND_LEN], char **blob, size_t *len, struct err *e);
 
 struct attest_expect {
-	const char *peer_name;      /* the TLS peer's certificate name; required */
+	const char *peer_name;      /* the TLS peer's certificate name; required unless unbound */
+	bool unbound;               /* no TLS session (tcp://, INSECURE): the quote is bound to the nonce
+				     * alone and the evidence's own host name is taken as the peer, so a
+				     * live relay is not detected */
 	uint64_t policy_serial;     /* our policy's serial: older ones are stale (0: no check) */
 	int64_t now;                /* Unix time for expiry checks (0: time(NULL)) */
 };

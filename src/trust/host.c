@@ -224,6 +224,17 @@ int trust_start(const struct trust_opts *o, struct trust_ctx **out, struct err *
 	} else {
 		if ((rc = host_config_load(dir, &c->host, e)) < 0)
 			goto fail;
+		if (o->tpm) {
+			if (strlen(o->tpm) >= sizeof(c->host.tpm)) {
+				rc = err_set(e, -EINVAL, "--tpm: spec too long");
+				goto fail;
+			}
+			if ((rc = tpm_spec_check(o->tpm, e)) < 0) {
+				err_wrap(e, "--tpm");
+				goto fail;
+			}
+			snprintf(c->host.tpm, sizeof(c->host.tpm), "%s", o->tpm);
+		}
 		if ((rc = key_public_from_file(host_path(dir, "admin.pem", path, sizeof(path)), &c->admin, e)) < 0) {
 			err_wrap(e, "administrator key (set it with sealvm host init --admin-key)");
 			goto fail;
@@ -251,7 +262,9 @@ int trust_start(const struct trust_opts *o, struct trust_ctx **out, struct err *
 			goto fail;
 		}
 	}
-	if ((rc = open_audit(dir, c->open_mode ? NULL : c->host.tpm, &c->audit, e)) < 0)
+	/* an initialised host certifies its log's heads with its TPM in open mode too, so
+	 * the log stays one verifiable sequence whichever mode each process ran in */
+	if ((rc = open_audit(dir, c->host.tpm[0] ? c->host.tpm : NULL, &c->audit, e)) < 0)
 		goto fail;
 	rec = json_object();
 	fill_start_record(rec, c, o);

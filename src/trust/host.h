@@ -48,6 +48,7 @@ struct trust_opts {
 	const char *table;          /* --table FILE */
 	const char *policy;         /* --policy FILE */
 	const char *ca;             /* the cluster CA file (measured; NULL: none) */
+	const char *tpm;            /* overrides host.json's TPM (NULL: host.json's) */
 	const char *role;           /* "run", "memserver", "guard" (for the audit record) */
 };
 

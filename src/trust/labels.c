@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "trust/jsonx.h"
+
 static int key_ok(const char *k, size_t n)
 {
 	if (n == 0 || n >= LABEL_KEY_MAX)
@@ -18,12 +20,17 @@ static int key_ok(const char *k, size_t n)
 
 static int value_ok(const char *v, size_t n)
 {
+	json_t *utf8;
+
 	if (n >= LABEL_VALUE_MAX)
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f || v[i] == ',')
 			return 0;
-	return 1;
+	/* labels travel as JSON: a value that is not UTF-8 would silently vanish there */
+	utf8 = json_stringn(v, n);
+	json_decref(utf8);
+	return utf8 != NULL;
 }
 
 static int add(struct labels *l, const char *k, size_t kn, const char *v, size_t vn, struct err *e)
@@ -32,7 +39,7 @@ static int add(struct labels *l, const char *k, size_t kn, const char *v, size_t
 		return err_set(e, -EINVAL, "label key '%.*s' must be 1-%d of A-Z a-z 0-9 _ . -", (int)(kn > 64 ? 64 : kn),
 			       k, LABEL_KEY_MAX - 1);
 	if (!value_ok(v, vn))
-		return err_set(e, -EINVAL, "label %.*s: value must be under %d bytes, no control characters or commas",
+		return err_set(e, -EINVAL, "label %.*s: value must be UTF-8 under %d bytes, no control characters or commas",
 			       (int)kn, k, LABEL_VALUE_MAX);
 	for (size_t i = 0; i < l->n; i++)
 		if (strlen(l->kv[i].k) == kn && !memcmp(l->kv[i].k, k, kn))
@@ -92,6 +99,28 @@ int labels_from_json(json_t *o, struct labels *l, struct err *e)
 			return err_set(e, -EINVAL, "label %.64s contains a NUL byte", k);
 	}
 	return 0;
+}
+
+char *labels_to_text(const struct labels *l)
+{
+	json_t *o = labels_to_json(l);
+	char *t = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) : NULL;
+
+	json_decref(o);
+	return t;
+}
+
+int labels_parse_text(const char *text, size_t len, struct labels *l, struct err *e)
+{
+	json_t *o = jx_parse(text, len, "labels", e);
+	int rc;
+
+	memset(l, 0, sizeof(*l));
+	if (!o)
+		return -EINVAL;
+	rc = labels_from_json(o, l, e);
+	json_decref(o);
+	return rc;
 }
 
 void labels_format(const struct labels *l, char *out, size_t n)

@@ -26,6 +26,10 @@ const char *labels_get(const struct labels *l, const char *key);
 /* {"k": "v", ...} (new reference) and back. */
 json_t *labels_to_json(const struct labels *l);
 int labels_from_json(json_t *o, struct labels *l, struct err *e);
+/* The same as JSON text: canonical (compact, keys sorted; malloc'd), and back from
+ * untrusted text (a peer's message, a snapshot), duplicate keys refused. */
+char *labels_to_text(const struct labels *l);
+int labels_parse_text(const char *text, size_t len, struct labels *l, struct err *e);
 /* "k=v,k2=v2" for messages. */
 void labels_format(const struct labels *l, char *out, size_t n);
 

@@ -57,8 +57,37 @@ void snapshot_end_bind(const struct sealed_keys *k, const struct snapshot_file_h
 	b->ctx_len = 32;
 }
 
-int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], struct snapshot_stats *st,
-		  struct err *e)
+/* LABELS: the VM's labels as canonical JSON (what the policy judges at restore). */
+static int save_labels(const struct labels *labels, struct sec_writer *w, struct err *e)
+{
+	static const struct labels none;
+	char *text = labels_to_text(labels ? labels : &none);
+	struct iovec iov;
+	int r;
+
+	if (!text)
+		return err_set(e, -ENOMEM, "out of memory");
+	iov = (struct iovec){ text, strlen(text) };
+	r = sec_write(w, SEC_LABELS, 1, &iov, 1, e);
+	free(text);
+	return r;
+}
+
+static int read_labels(struct sec_reader *r, const struct sec_hdr *h, struct labels *labels, struct err *e)
+{
+	char *text = malloc(h->len + 1);
+	int rc = text ? sec_read(r, text, h->len, e) : err_set(e, -ENOMEM, "out of memory");
+
+	if (rc == 0)
+		rc = sec_read_end(r, e);
+	if (rc == 0)
+		rc = labels_parse_text(text, h->len, labels, e);
+	free(text);
+	return rc < 0 ? err_wrap(e, "LABELS section") : 0;
+}
+
+int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], const struct labels *labels,
+		  struct snapshot_stats *st, struct err *e)
 {
 	struct snapshot_file_header fh = { .format = SNAPSHOT_FORMAT, .header_size = sizeof(fh),
 					   .cipher = SNAPSHOT_CIPHER_AES256GCM };
@@ -101,6 +130,8 @@ int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], st
 	w.bind = &bind;
 	if (r == 0)
 		r = machine_save_config(m, &w, e);
+	if (r == 0)
+		r = save_labels(labels, &w, e);
 	if (r == 0)
 		r = machine_send_ram(m, &w, &st->pages, e);
 	if (r == 0)
@@ -158,9 +189,11 @@ static int read_file_header(int fd, const char *path, struct snapshot_file_heade
 	return snapshot_check_header(buf, n < 0 ? 0 : (size_t)n, path, fh, e);
 }
 
-int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, struct machine *m,
-		     struct snapshot_stats *st, struct err *e)
+int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, const struct snapshot_check *chk,
+		     struct machine *m, struct snapshot_stats *st, struct err *e)
 {
+	struct labels labels = { 0 };
+	bool pending = false;
 	struct snapshot_file_header fh;
 	struct machine_config cfg;
 	struct machine_loader ld;
@@ -196,13 +229,24 @@ int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, str
 		r = sec_read_hdr(&rd, &h, e);
 	if (r == 0)
 		r = machine_config_read(&rd, &h, &cfg, e);
+	/* the labels (files written before labels existed have none), judged before a VM exists */
+	if (r == 0)
+		r = sec_read_hdr(&rd, &h, e);
+	if (r == 0 && h.id == SEC_LABELS)
+		r = read_labels(&rd, &h, &labels, e);
+	else
+		pending = r == 0;
+	if (r == 0 && chk && chk->fn)
+		r = chk->fn(chk->opaque, &labels, e);
 	if (r == 0) {
 		r = machine_init(m, cfg.ram_size, (int)cfg.nr_vcpus, serial_fd, e);
 		inited = r == 0;
 		ld.nr_vcpus = cfg.nr_vcpus; /* a VCPU section beyond them is refused as it arrives */
 	}
 	while (r == 0 && !done) {
-		r = sec_read_hdr(&rd, &h, e);
+		if (!pending)
+			r = sec_read_hdr(&rd, &h, e);
+		pending = false;
 		if (r < 0)
 			break;
 		switch (h.id) {

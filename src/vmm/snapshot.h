@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "state/pages.h"
+#include "trust/labels.h"
 #include "util/err.h"
 #include "vmm/machine.h"
 
@@ -37,15 +38,25 @@ struct snapshot_stats {
 /* Sends every populated non-zero RAM page as PAGES sections. */
 int machine_send_ram(struct machine *m, struct sec_writer *w, struct pages_stats *st, struct err *e);
 
-/* Writes the whole machine (which must be paused) to path, sealed with key:
- * into a new private temporary file beside it (exclusive, never through a
- * symlink), synced, renamed over path, and the directory synced. */
-int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], struct snapshot_stats *st,
-		  struct err *e);
+/* Writes the whole machine (which must be paused) and its labels (NULL: none; a
+ * LABELS section right after CONFIG) to path, sealed with key: into a new private
+ * temporary file beside it (exclusive, never through a symlink), synced, renamed over
+ * path, and the directory synced. */
+int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], const struct labels *labels,
+		  struct snapshot_stats *st, struct err *e);
+
+/* Called with the snapshot's labels (none for a file without a LABELS section) once
+ * they are authenticated, before any VM is built: a non-zero return refuses the
+ * restore with its error. */
+struct snapshot_check {
+	int (*fn)(void *opaque, const struct labels *labels, struct err *e);
+	void *opaque;
+};
+
 /* Builds a paused machine from a snapshot sealed with key; nothing runs unless it
- * all authenticates and loads. */
-int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, struct machine *m,
-		     struct snapshot_stats *st, struct err *e);
+ * all authenticates and loads. chk may be NULL. */
+int snapshot_restore(const char *path, const uint8_t key[32], int serial_fd, const struct snapshot_check *chk,
+		     struct machine *m, struct snapshot_stats *st, struct err *e);
 
 /* Pieces of restore, for tools and fuzzing: the header check (n bytes read), the
  * file's keys (and the master key's id), and the binding of its END section. */

@@ -4,6 +4,8 @@
  *
  * usage: rogue_source URI TLS_DIR KERNEL MODE [URI2]
  *   honest   a correctly bound stream (the control case: it must be accepted)
+ *   v2       a source of migration protocol version 2 (before the trust phase):
+ *            it must be told, in a HELLO_ACK it can read, which version to speak
  *   replay   a stream prepared and bound for a session with URI2, replayed byte
  *            for byte on a session with URI
  *   unbound  a stream whose END is the old, unbound transcript hash (version 1),
@@ -59,9 +61,9 @@ struct session {
 };
 
 static int open_session(const char *uri, const char *tls, struct machine *m, const uint8_t id[16],
-			struct session *s, struct err *e)
+			uint32_t proto, struct session *s, struct err *e)
 {
-	struct mig_hello h = { .proto = MIG_PROTO_VERSION, .kind = MIG_KIND_MIGRATE, .ram_size = m->vm.ram_size,
+	struct mig_hello h = { .proto = proto, .kind = MIG_KIND_MIGRATE, .ram_size = m->vm.ram_size,
 			       .nr_vcpus = 1, .channels = 1 };
 	struct iovec iov = { &h, sizeof(h) };
 	struct sec_hdr hd;
@@ -74,7 +76,13 @@ static int open_session(const char *uri, const char *tls, struct machine *m, con
 	if (r == 0)
 		r = sec_reader_init(&s->r, chan_bstream(s->c), e);
 	if (r == 0)
-		r = sec_write(&s->w, SEC_HELLO, MIG_PROTO_VERSION, &iov, 1, e);
+		r = sec_write(&s->w, SEC_HELLO, proto, &iov, 1, e);
+	if (r == 0 && proto == MIG_PROTO_VERSION) {
+		/* the trust phase of an open-mode source: its (no) labels */
+		static const char req[] = "{\"labels\":{},\"mode\":\"open\"}";
+		struct iovec ri = { (void *)req, sizeof(req) - 1 };
+		r = sec_write(&s->w, SEC_ATTEST_REQ, 1, &ri, 1, e);
+	}
 	if (r == 0)
 		r = chan_flush(s->c, e);
 	if (r == 0)
@@ -84,7 +92,7 @@ static int open_session(const char *uri, const char *tls, struct machine *m, con
 	if (r == 0)
 		r = sec_read_exact(&s->r, &hd, &s->ack, sizeof(s->ack), e);
 	if (r == 0 && s->ack.status != MIG_ACCEPT)
-		r = err_set(e, -EACCES, "refused at HELLO: %s", s->ack.reason);
+		r = err_set(e, -EACCES, "refused at HELLO (it speaks protocol %u): %s", s->ack.proto, s->ack.reason);
 	return r;
 }
 
@@ -163,7 +171,7 @@ int main(int argc, char **argv)
 	int r;
 
 	if (argc != 5 && argc != 6) {
-		fprintf(stderr, "usage: rogue_source URI TLS_DIR KERNEL honest|replay|unbound [URI2]\n");
+		fprintf(stderr, "usage: rogue_source URI TLS_DIR KERNEL honest|replay|unbound|v2 [URI2]\n");
 		return 2;
 	}
 	mode = argv[4];
@@ -179,7 +187,8 @@ int main(int argc, char **argv)
 	usleep(300000);
 	machine_pause(&m, PAUSE_MIGRATION);
 	RAND_bytes(id, sizeof(id));
-	r = open_session(!strcmp(mode, "replay") ? argv[5] : argv[1], argv[2], &m, id, &s1, &e);
+	r = open_session(!strcmp(mode, "replay") ? argv[5] : argv[1], argv[2], &m, id,
+			 !strcmp(mode, "v2") ? 2 : MIG_PROTO_VERSION, &s1, &e);
 	if (r < 0) {
 		printf("rogue: destination said: %s\n", e.msg);
 		return 3;
@@ -209,7 +218,7 @@ int main(int argc, char **argv)
 			return 2;
 		chan_close(s1.c);
 		/* ...and replay it, byte for byte, on a new session */
-		r = open_session(argv[1], argv[2], &m, id, &s2, &e);
+		r = open_session(argv[1], argv[2], &m, id, MIG_PROTO_VERSION, &s2, &e);
 		if (r < 0) {
 			printf("rogue: destination said: %s\n", e.msg);
 			return 3;

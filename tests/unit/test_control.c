@@ -27,10 +27,14 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static json_t *handler(void *opaque, const char *cmd, json_t *req, struct err *e)
+static json_t *handler(void *opaque, const struct ctl_peer *peer, const char *cmd, json_t *req, struct err *e)
 {
 	__atomic_add_fetch(&handler_calls, 1, __ATOMIC_RELAXED);
 	CHECK(opaque == (void *)dir);
+	CHECK(peer != NULL);
+	if (!strcmp(cmd, "whoami"))
+		return json_pack("{s:b, s:I, s:I, s:I}", "known", peer->known, "uid", (json_int_t)peer->uid, "gid",
+				 (json_int_t)peer->gid, "pid", (json_int_t)peer->pid);
 	if (!strcmp(cmd, "fail")) {
 		err_set(e, -EIO, "it failed on purpose");
 		return NULL;
@@ -282,6 +286,13 @@ static void test_basic(const char *path)
 	json_decref(r);
 	r = roundtrip(fd, "{\"cmd\":\"status\"}\n");
 	CHECK(resp_ok(r));
+	json_decref(r);
+	/* the handler learns who is connected from the kernel, never from the request */
+	r = roundtrip(fd, "{\"cmd\":\"whoami\",\"uid\":12345}\n");
+	CHECK(json_is_true(json_object_get(r, "known")));
+	CHECK_INT(json_integer_value(json_object_get(r, "uid")), (long long)getuid());
+	CHECK_INT(json_integer_value(json_object_get(r, "gid")), (long long)getgid());
+	CHECK_INT(json_integer_value(json_object_get(r, "pid")), (long long)getpid());
 	json_decref(r);
 	close(fd);
 }
