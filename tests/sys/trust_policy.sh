@@ -61,6 +61,7 @@ committed "root migrates tenant globex's VM" "$out"
 audit_has hosta '"event":"policy".*"principal":"uid:0".*"labels":\{"tenant":"globex"\}.*"allow":true.*"rule":"admins"'
 audit_has hostb '"event":"policy".*"principal":"host:hosta".*"allow":true.*"rule":"cluster-peers"'
 ctl "$T/b1.sock" quit >/dev/null
+wait_exit "$DST_PID" 20 || fail "b1 did not quit"   # its port is reused next
 
 start_dst b2 "tls://127.0.0.1:$pb" $(trusted hostb)
 start_src a2 64M "$VM" $(trusted hosta) --label tenant=acme

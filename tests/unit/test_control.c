@@ -599,7 +599,7 @@ static void test_client(const char *path)
 	run_ctl(&c, missing, "status", NULL);
 	CHECK_INT(c.rc, 2);
 	snprintf(want, sizeof(want),
-		 "sealvm: cannot connect to control socket %s: No such file or directory\n",
+		 "sealvm: cannot connect to control socket %s (waited 5 s for it): No such file or directory\n",
 		 missing);
 	CHECK_STR(c.err, want);
 
