@@ -20,6 +20,7 @@
 #include "util/secret_file.h"
 #include "util/size.h"
 #include "util/statedir.h"
+#include "vm/reserve.h"
 #include "vmm/machine.h"
 #include "vmm/snapshot.h"
 
@@ -28,7 +29,8 @@ struct run_opts {
 	const char *key_file;
 	const char *table, *policy, *tpm;
 	struct labels labels;
-	uint64_t mem, mem_limit;
+	uint64_t mem, mem_limit, reserve;
+	bool reserve_grow;
 	bool insecure;
 	struct console_opts console;
 	bool serial_set;
@@ -53,6 +55,9 @@ static void usage(FILE *f)
 		"  --allow-from NAMES  with --incoming: admit only sources whose certificate names one of\n"
 		"                      these comma-separated DNS names (default: any host of the cluster CA)\n"
 		"  --mem-limit SIZE    refuse incoming VMs larger than SIZE\n"
+		"  --reserve SIZE      with --incoming: reserve and pre-fault SIZE of memory now, in the\n"
+		"                      background; a VM that fits lands in it, a larger one is refused\n"
+		"  --reserve-grow      with --reserve: admit a larger VM anyway (its memory faults in as usual)\n"
 		"  --insecure          allow --incoming tcp:// (no encryption, no authentication)\n"
 		"  --key-file FILE     the key snapshots are sealed with (32 bytes, or 64 hex digits; mode 0600);\n"
 		"                      default: STATE_DIR/snapshot.key, made on first use\n\n"
@@ -95,6 +100,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "insecure", no_argument, NULL, 'I' },       { "key-file", required_argument, NULL, 'K' },
 		{ "console", required_argument, NULL, 'O' }, { "owner-ca", required_argument, NULL, 'W' },
 		{ "console-others", required_argument, NULL, 'X' }, { "cpus", required_argument, NULL, 'p' },
+		{ "reserve", required_argument, NULL, 'R' }, { "reserve-grow", no_argument, NULL, 'G' },
 		{ "table", required_argument, NULL, 'T' },   { "policy", required_argument, NULL, 'P' },
 		{ "tpm", required_argument, NULL, 'M' },     { "label", required_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 },
@@ -153,6 +159,13 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 			o->cpus_given = true;
 			break;
 		}
+		case 'R':
+			if (parse_size(optarg, 1, &o->reserve, e) < 0)
+				return err_wrap(e, "--reserve");
+			if (o->reserve < VM_MIN_RAM || o->reserve > VM_MAX_RAM || o->reserve % PAGE_SIZE)
+				return err_set(e, -EINVAL, "--reserve %s is out of range (2M to 64G, whole pages)", optarg);
+			break;
+		case 'G': o->reserve_grow = true; break;
 		case 'L':
 			if (parse_size(optarg, 1, &o->mem_limit, e) < 0)
 				return err_wrap(e, "--mem-limit");
@@ -169,6 +182,10 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "unexpected argument '%s'", argv[optind]);
 	if (!!o->kernel + !!o->restore + !!o->incoming != 1)
 		return err_set(e, -EINVAL, "give exactly one of --kernel, --restore or --incoming");
+	if ((o->reserve || o->reserve_grow) && !o->incoming)
+		return err_set(e, -EINVAL, "--reserve goes with --incoming: it readies memory for a VM that is to arrive");
+	if (o->reserve_grow && !o->reserve)
+		return err_set(e, -EINVAL, "--reserve-grow needs --reserve SIZE");
 	if (o->mem_given && o->incoming)
 		return err_set(e, -EINVAL, "--mem does not go with --incoming: the VM arrives with its own RAM size (--mem-limit bounds it)");
 	if (o->cpus_given && !o->kernel)
@@ -251,6 +268,7 @@ int cmd_run(int argc, char **argv)
 {
 	struct ctl_server *ctl = NULL;
 	struct incoming *in = NULL;
+	struct ram_reserve reserve = { 0 };
 	struct state_dir sd;
 	struct console_server *console = NULL;
 	struct trust_ctx *trust = NULL;
@@ -299,8 +317,12 @@ int cmd_run(int argc, char **argv)
 					      .max_ram = o.mem_limit, .timeout_ms = 30000, .hello_timeout_ms = 10000,
 					      .commit_timeout_ms = 30000, .linger_ms = 5000,
 					      .allow_from = o.allow_from, .insecure = o.insecure, .sd = &sd,
-					      .trust = trust };
-		r = incoming_start(&ip, &in, &e);
+					      .trust = trust, .reserve_grow = o.reserve_grow };
+		/* populating runs in the background: the listener is up at once */
+		if (o.reserve && (r = ram_reserve_start(&reserve, o.reserve, &e)) == 0)
+			ip.reserve = &reserve;
+		if (r == 0)
+			r = incoming_start(&ip, &in, &e);
 		vmm_ctx_set_incoming(&ctx, in);
 	}
 	if (r == 0 && o.restore) {
@@ -360,6 +382,7 @@ out:
 	if (in && built)
 		incoming_vm_ended(in, m.stop_reason == STOP_MIGRATED ? "was migrated on" : m.stop_msg);
 	incoming_stop(in);
+	ram_reserve_stop(&reserve);
 	if (built)
 		machine_destroy(&m);
 	vmm_ctx_fini(&ctx);

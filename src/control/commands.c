@@ -133,12 +133,13 @@ static json_t *cmd_status(struct vmm_ctx *c)
 			struct incoming_progress p;
 			incoming_get_progress(in, &p);
 			json_object_set_new(o, "incoming",
-					    json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I}", "phase", p.phase,
+					    json_pack("{s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I}", "phase", p.phase,
 						      "source", p.source, "channels", (int)p.channels, "pages_received",
 						      (json_int_t)p.pages_received, "bytes_received",
 						      (json_int_t)p.bytes_received, "connections",
 						      (json_int_t)p.connections, "connections_dropped",
-						      (json_int_t)p.dropped));
+						      (json_int_t)p.dropped, "reserved_bytes", (json_int_t)p.reserved,
+						      "reserve_ready_bytes", (json_int_t)p.reserve_ready));
 		}
 		return o;
 	}

@@ -14,6 +14,7 @@
 #include "migrate/outcome.h"
 #include "migrate/pool.h"
 #include "migrate/receive.h"
+#include "vm/reserve.h"
 
 enum in_phase { IN_WAITING, IN_RECEIVING, IN_READY, IN_COMMITTED, IN_FAILED };
 
@@ -294,6 +295,13 @@ static int admit(const struct incoming_params *p, const struct mig_hello *h, cha
 			 (unsigned long long)h->ram_size, h->channels);
 		return -EINVAL;
 	}
+	if (p->reserve && h->ram_size > p->reserve->size && !p->reserve_grow) {
+		snprintf(why, n, "not enough memory: VM needs %llu MiB, this destination reserved %llu MiB (--reserve)",
+			 (unsigned long long)(h->ram_size >> 20), (unsigned long long)(p->reserve->size >> 20));
+		return -ENOMEM;
+	}
+	if (p->reserve && h->ram_size <= p->reserve->size)
+		return 0; /* the memory is there already: no need to ask the host */
 	if (p->max_ram && h->ram_size > p->max_ram) {
 		snprintf(why, n, "not enough memory: VM needs %llu MiB, this host admits %llu MiB",
 			 (unsigned long long)(h->ram_size >> 20), (unsigned long long)(p->max_ram >> 20));
@@ -533,7 +541,12 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 	machine_loader_init(&ld);
 	r = x ? 0 : -ENOMEM;
 	if (r == 0) {
-		r = machine_init(m, in->hello.ram_size, (int)in->hello.nr_vcpus, in->p.serial_fd, e);
+		uint8_t *ram = NULL;
+		if (in->p.reserve && in->hello.ram_size <= in->p.reserve->size)
+			ram = ram_reserve_take(in->p.reserve, in->hello.ram_size);
+		else if (in->p.reserve)
+			ram_reserve_stop(in->p.reserve); /* --reserve-grow: too small to use; faulted in as usual */
+		r = machine_init_in(m, in->hello.ram_size, (int)in->hello.nr_vcpus, in->p.serial_fd, ram, e);
 		inited = r == 0;
 		if (r < 0)
 			snprintf(why, sizeof(why), "cannot create the VM: %s", e->msg);
@@ -572,6 +585,9 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 	if (r == 0)
 		r = machine_load_commit(m, &ld, e);
 	ready.load_ns = now_ns() - t;
+	/* the capacity promised is real before READY: the VM's part of a reservation is populated */
+	if (r == 0 && in->p.reserve && in->p.reserve->taken)
+		r = ram_reserve_wait(in->p.reserve, e);
 	if (r == 0)
 		r = outcome_prepare(&in->store, in->id, OUTCOME_COMMITTED, in->src_name, &prep, e);
 	if (r == 0) {
@@ -639,6 +655,12 @@ void incoming_get_progress(struct incoming *in, struct incoming_progress *p)
 	}
 	pthread_mutex_unlock(&in->lock);
 	pool_counts(in->pool, &p->connections, &p->dropped);
+	if (in->p.reserve) {
+		p->reserved = in->p.reserve->size;
+		p->reserve_ready = atomic_load(&in->p.reserve->ready);
+		if (p->reserve_ready > p->reserved)
+			p->reserve_ready = p->reserved;
+	}
 }
 
 bool incoming_cancel(struct incoming *in, const char *why)

@@ -124,6 +124,8 @@ struct incoming_params {
 	bool insecure;              /* tcp:// asked for explicitly */
 	const struct state_dir *sd;
 	struct trust_ctx *trust;    /* attestation, policy and audit (NULL: open mode, nothing recorded) */
+	struct ram_reserve *reserve; /* memory made ready ahead (--reserve), or NULL */
+	bool reserve_grow;          /* admit a VM larger than the reservation (the rest faults in) */
 };
 
 struct incoming;
@@ -135,6 +137,7 @@ struct incoming_progress {
 	uint64_t pages_received;
 	uint64_t bytes_received;
 	uint64_t connections, dropped;
+	uint64_t reserved, reserve_ready; /* bytes reserved ahead and populated so far */
 };
 
 /* Listens and starts admitting connections (queries are answered at once). */

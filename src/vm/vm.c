@@ -87,20 +87,31 @@ int vm_map_devmem(struct vm *vm, uint64_t gpa, uint64_t size, void *host, struct
 
 int vm_create(struct vm *vm, uint64_t ram_size, struct err *e)
 {
+	return vm_create_in(vm, ram_size, NULL, e);
+}
+
+int vm_create_in(struct vm *vm, uint64_t ram_size, uint8_t *ram, struct err *e)
+{
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	int r, i;
 
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = -1;
-	if (ram_size < VM_MIN_RAM || ram_size > VM_MAX_RAM || ram_size % PAGE_SIZE)
-		return err_set(e, -EINVAL, "guest memory size %llu is out of range (2 MiB to 64 GiB, whole pages)",
-			       (unsigned long long)ram_size);
+	vm->ram = ram;
 	vm->ram_size = ram_size;
+	if (ram_size < VM_MIN_RAM || ram_size > VM_MAX_RAM || ram_size % PAGE_SIZE) {
+		r = err_set(e, -EINVAL, "guest memory size %llu is out of range (2 MiB to 64 GiB, whole pages)",
+			    (unsigned long long)ram_size);
+		vm_destroy(vm);
+		return r;
+	}
 	vm->ram_pages = ram_size / PAGE_SIZE;
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (vm->kvm_fd < 0)
-		return err_sys(e, -errno, "cannot open /dev/kvm");
+	if (vm->kvm_fd < 0) {
+		err_sys(e, -errno, "cannot open /dev/kvm");
+		goto fail;
+	}
 	r = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
 	if (r != KVM_API_VERSION) {
 		err_set(e, -ENOTSUP, "KVM API version %d, expected %d", r, KVM_API_VERSION);
@@ -128,19 +139,21 @@ int vm_create(struct vm *vm, uint64_t ram_size, struct err *e)
 		}
 	}
 
-	/* Reserve without committing: untouched pages stay unallocated (and read as
-	 * zero), so a 4 GiB guest that uses 512 MiB costs 512 MiB. */
-	vm->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (vm->ram == MAP_FAILED) {
-		vm->ram = NULL;
-		err_sys(e, -errno, "cannot reserve %llu MiB of guest memory",
-			(unsigned long long)(ram_size >> 20));
-		goto fail;
+	if (!vm->ram) {
+		/* Reserve without committing: untouched pages stay unallocated (and read as
+		 * zero), so a 4 GiB guest that uses 512 MiB costs 512 MiB. */
+		vm->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (vm->ram == MAP_FAILED) {
+			vm->ram = NULL;
+			err_sys(e, -errno, "cannot reserve %llu MiB of guest memory",
+				(unsigned long long)(ram_size >> 20));
+			goto fail;
+		}
+		/* Huge pages make first-touch several times faster on this kind of host. */
+		madvise(vm->ram, ram_size, MADV_HUGEPAGE);
+		madvise(vm->ram, ram_size, MADV_DONTDUMP);
 	}
-	/* Huge pages make first-touch several times faster on this kind of host. */
-	madvise(vm->ram, ram_size, MADV_HUGEPAGE);
-	madvise(vm->ram, ram_size, MADV_DONTDUMP);
 
 	layout_slots(vm);
 	for (i = 0; i < vm->nslots; i++) {

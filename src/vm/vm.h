@@ -52,6 +52,9 @@ struct vm {
 
 /* Creates the VM: KVM fds, RAM and memslots, in-kernel irqchip and PIT. No vCPU yet. */
 int vm_create(struct vm *vm, uint64_t ram_size, struct err *e);
+/* The same in a mapping of ram_size bytes made (and populated) beforehand; the VM
+ * owns it from then on (vm_destroy unmaps it), even when creation fails. */
+int vm_create_in(struct vm *vm, uint64_t ram_size, uint8_t *ram, struct err *e);
 void vm_destroy(struct vm *vm);
 
 /* Maps host memory that is not RAM (a device's, e.g. the VGA text buffer) into the

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "vm/mptable.h"
@@ -52,19 +53,28 @@ static void on_debug_exit(void *opaque, uint8_t status)
 
 int machine_init(struct machine *m, uint64_t ram_size, int nr_vcpus, int serial_fd, struct err *e)
 {
+	return machine_init_in(m, ram_size, nr_vcpus, serial_fd, NULL, e);
+}
+
+int machine_init_in(struct machine *m, uint64_t ram_size, int nr_vcpus, int serial_fd, uint8_t *ram,
+		    struct err *e)
+{
 	struct sigaction sa;
 	int r, max, i;
 
 	memset(m, 0, sizeof(*m));
-	if (nr_vcpus < 1 || nr_vcpus > VM_MAX_VCPUS)
+	if (nr_vcpus < 1 || nr_vcpus > VM_MAX_VCPUS) {
+		if (ram)
+			munmap(ram, ram_size);
 		return err_set(e, -EINVAL, "%d vCPUs: sealvm runs 1 to %d", nr_vcpus, VM_MAX_VCPUS);
+	}
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = kick_handler; /* no SA_RESTART: KVM_RUN must return EINTR */
 	sigaction(SIG_KICK, &sa, NULL);
 
-	r = vm_create(&m->vm, ram_size, e);
+	r = vm_create_in(&m->vm, ram_size, ram, e);
 	if (r < 0)
 		goto fail_sync;
 	max = ioctl(m->vm.kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);

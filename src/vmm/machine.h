@@ -103,6 +103,10 @@ struct machine {
 /* Creates the VM (nr_vcpus 1..VM_MAX_VCPUS, checked against KVM's limit) and devices;
  * serial output goes to serial_fd (-1 drops it). The vCPUs come with boot or load. */
 int machine_init(struct machine *m, uint64_t ram_size, int nr_vcpus, int serial_fd, struct err *e);
+/* The same, with guest RAM in a mapping made beforehand (vm/reserve.h); it is
+ * the machine's from then on, even if this fails. */
+int machine_init_in(struct machine *m, uint64_t ram_size, int nr_vcpus, int serial_fd, uint8_t *ram,
+		    struct err *e);
 void machine_destroy(struct machine *m);
 /* Loads a Multiboot kernel, writes the MP table, creates the vCPUs: vCPU 0 at the
  * kernel's entry, the others waiting for INIT/SIPI as on hardware. */
