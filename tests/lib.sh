@@ -52,12 +52,14 @@ alive() { kill -0 "$1" 2>/dev/null; }
 
 ctl() { "$SEALVM" ctl --timeout 120 "$@"; }
 
-# free_port: a TCP port nothing listens on.
+# free_port: a TCP port no socket uses, below the kernel's ephemeral range (a port an
+# outgoing connection holds is not listening, but still cannot be bound).
 free_port() {
-  local p
+  local p lo
+  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   while :; do
-    p=$(( 20000 + RANDOM % 20000 ))
-    ss -ltn 2>/dev/null | grep -q ":$p " || { echo $p; return; }
+    p=$(( 10000 + RANDOM % (lo - 10000) ))
+    ss -tanH 2>/dev/null | awk '{ print $4 }' | grep -q ":$p\$" || { echo $p; return; }
   done
 }
 

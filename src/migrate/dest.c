@@ -256,6 +256,7 @@ static void dispatch(void *opaque, struct pool_conn *c, const struct mig_hello *
 		struct join *j = &in->joins[h->channels];
 		struct err e = { 0 };
 		if (RAND_bytes(j->nonce, MIG_NONCE_LEN) == 1 && accept_with(in, c, in->nchan, j->nonce, &e) == 0) {
+			c->w.no_checksum = c->r.no_checksum = chan_kind(c->ch) == CHAN_TLS; /* as the source */
 			j->c = c;
 			pthread_cond_broadcast(&in->cond);
 			pthread_mutex_unlock(&in->lock);
@@ -570,6 +571,8 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 		r = mig_bind(c0->ch, in->id, nonce, 0, &x->lanes[0].bind, e);
 	if (r == 0)
 		r = accept_with(in, c0, in->nchan, nonce, e);
+	/* from HELLO_ACK on, TLS's AEAD authenticates every byte: no section checksums */
+	c0->w.no_checksum = c0->r.no_checksum = chan_kind(c0->ch) == CHAN_TLS;
 	admitted = r == 0;
 	if (admitted)
 		mig_audit(in->p.trust, "migrate-start", in->id, "destination", in->src_name, "admitted");

@@ -276,6 +276,8 @@ static int hello_on(struct lane *l, uint32_t kind, uint32_t channels, uint32_t *
 	/* END on this channel is bound to this session and the destination's nonce */
 	r = mig_bind(l->ch, s->id, a.nonce, index, &l->bind, e);
 	l->w.bind = &l->bind;
+	/* from here on TLS's AEAD authenticates every byte: no section checksums */
+	l->w.no_checksum = l->r.no_checksum = chan_kind(l->ch) == CHAN_TLS;
 	if (accepted)
 		*accepted = a.channels;
 	return r;
@@ -397,7 +399,10 @@ static int lane_round(struct lane *l, uint32_t round, bool zero_markers, struct 
 
 	for (off = 0; r == 0 && off < l->n; off += CHECK_EVERY) {
 		uint64_t k = l->n - off < CHECK_EVERY ? l->n - off : CHECK_EVERY;
-		r = pages_send(&l->w, s->m->vm.ram, l->idx + off, k, zero_markers, s->paused, &l->ps, e);
+		/* without a checksum a page needs no staging copy: one torn while it is read
+		 * was written meanwhile, so the dirty log sends it again */
+		r = pages_send(&l->w, s->m->vm.ram, l->idx + off, k, zero_markers, s->paused || l->w.no_checksum,
+			       &l->ps, e);
 		if (r == 0)
 			r = check_peer(l, e);
 		atomic_fetch_add(&s->round_sent, k);

@@ -28,7 +28,8 @@ bool page_is_zero(const void *page);
 
 /* Sends pages idx[0..n) of ram as PAGES sections. A zero page travels as a marker
  * when zero_markers is set (the receiver may hold stale data), else is elided.
- * stable: the guest is paused, so pages need no staging copy. */
+ * stable: pages need no staging copy (the guest is paused, or nothing checksums
+ * them and the dirty log resends a page written while it was read). */
 int pages_send(struct sec_writer *w, const uint8_t *ram, const uint64_t *idx, uint64_t n,
 	       bool zero_markers, bool stable, struct pages_stats *st, struct err *e);
 

@@ -72,6 +72,9 @@ struct sec_bind {
 struct sec_writer {
 	struct bstream *bs;
 	const struct sec_bind *bind;
+	/* the transport authenticates every byte (TLS's AEAD): no per-section
+	 * checksum (the trailer is 0; END's MAC still covers every header) */
+	bool no_checksum;
 	uint64_t seq;
 	uint64_t bytes;        /* header + payload + trailer bytes written */
 	EVP_MD_CTX *transcript;
@@ -85,6 +88,7 @@ struct sec_writer {
 struct sec_reader {
 	struct bstream *bs;
 	const struct sec_bind *bind;
+	bool no_checksum;      /* as sec_writer: trailers are not checked */
 	uint64_t seq;
 	uint64_t bytes;
 	EVP_MD_CTX *transcript;

@@ -93,6 +93,8 @@ static int open_session(const char *uri, const char *tls, struct machine *m, con
 		r = sec_read_exact(&s->r, &hd, &s->ack, sizeof(s->ack), e);
 	if (r == 0 && s->ack.status != MIG_ACCEPT)
 		r = err_set(e, -EACCES, "refused at HELLO (it speaks protocol %u): %s", s->ack.proto, s->ack.reason);
+	/* as sealvm: after HELLO_ACK on TLS, no section checksums */
+	s->w.no_checksum = s->r.no_checksum = r == 0 && chan_kind(s->c) == CHAN_TLS;
 	return r;
 }
 
@@ -137,7 +139,10 @@ static int outcome(struct session *s, bool honest)
 		struct mig_ready ready;
 		struct mig_commit cm = { 0 };
 		struct iovec iov = { &cm, sizeof(cm) };
-		sec_read_exact(&s->r, &hd, &ready, sizeof(ready), &e);
+		if (sec_read_exact(&s->r, &hd, &ready, sizeof(ready), &e) < 0) {
+			printf("rogue: destination said: READY unreadable: %s\n", e.msg);
+			return 3;
+		}
 		/* the same id as in HELLO */
 		memcpy(cm.id, s->w.bind->ctx, 16);
 		sec_write(&s->w, SEC_COMMIT, 1, &iov, 1, &e);
