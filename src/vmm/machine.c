@@ -56,6 +56,7 @@ int machine_init(struct machine *m, uint64_t ram_size, int serial_fd, struct err
 
 	memset(m, 0, sizeof(*m));
 	pthread_mutex_init(&m->lock, NULL);
+	pthread_mutex_init(&m->ext_lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = kick_handler; /* no SA_RESTART: KVM_RUN must return EINTR */
@@ -72,12 +73,14 @@ int machine_init(struct machine *m, uint64_t ram_size, int serial_fd, struct err
 	if (r < 0) {
 		vga_destroy(&m->vga);
 		vm_destroy(&m->vm);
+		pthread_mutex_destroy(&m->ext_lock);
 		return r;
 	}
 	if (serial_attach(&m->serial, &m->bus) || i8042_attach(&m->kbd, &m->bus) ||
 	    debug_exit_attach(&m->dbg, &m->bus, on_debug_exit, m)) {
 		vga_destroy(&m->vga);
 		vm_destroy(&m->vm);
+		pthread_mutex_destroy(&m->ext_lock);
 		return err_set(e, -ENOSPC, "port bus full");
 	}
 	m->state = MACHINE_CREATED;
@@ -87,6 +90,10 @@ int machine_init(struct machine *m, uint64_t ram_size, int serial_fd, struct err
 
 void machine_destroy(struct machine *m)
 {
+	int i;
+
+	for (i = 0; i < MACHINE_EXT_SECTIONS; i++)
+		machine_ext_sec_free(&m->ext_in[i]);
 	if (m->thread_started) {
 		machine_stop(m, STOP_QUIT, 0, NULL);
 		pthread_join(m->thread, NULL);
@@ -100,6 +107,7 @@ void machine_destroy(struct machine *m)
 	vga_destroy(&m->vga);
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);
+	pthread_mutex_destroy(&m->ext_lock);
 }
 
 int machine_boot(struct machine *m, const char *kernel, const char *cmdline, struct err *e)
@@ -287,13 +295,25 @@ void machine_pause(struct machine *m, unsigned holder)
 
 void machine_resume(struct machine *m, unsigned holder)
 {
+	bool thaw;
+
 	pthread_mutex_lock(&m->lock);
 	m->held &= ~holder;
+	/* a save froze the extension's input; the VM stays here after all */
+	thaw = m->ext_saved && !(m->held & (PAUSE_MIGRATION | PAUSE_SNAPSHOT)) && m->state != MACHINE_STOPPED;
+	if (thaw)
+		m->ext_saved = false;
 	if (m->state == MACHINE_PAUSED && !m->held) {
 		m->state = MACHINE_RUNNING;
 		pthread_cond_broadcast(&m->cond);
 	}
 	pthread_mutex_unlock(&m->lock);
+	if (thaw) {
+		pthread_mutex_lock(&m->ext_lock);
+		if (m->ext && m->ext->thaw)
+			m->ext->thaw(m->ext_opaque);
+		pthread_mutex_unlock(&m->ext_lock);
+	}
 }
 
 unsigned machine_held(struct machine *m)
@@ -308,7 +328,7 @@ unsigned machine_held(struct machine *m)
 
 const char *pause_holder_names(unsigned held, char *buf, size_t len)
 {
-	static const char *const names[] = { "operator", "migration", "throttle", "snapshot", "incoming" };
+	static const char *const names[] = { "operator", "migration", "throttle", "snapshot", "incoming", "console" };
 	size_t i, n = 0;
 
 	if (len)
@@ -322,6 +342,20 @@ const char *pause_holder_names(unsigned held, char *buf, size_t len)
 
 void machine_stop(struct machine *m, enum machine_stop_reason why, int status, const char *msg)
 {
+	if (why == STOP_MIGRATED) {
+		/* tell the extension before anyone waiting for the stop can tear it down */
+		char addr[sizeof(m->successor)];
+		bool first;
+
+		pthread_mutex_lock(&m->lock);
+		first = m->stop_reason == STOP_NONE;
+		memcpy(addr, m->successor, sizeof(addr));
+		pthread_mutex_unlock(&m->lock);
+		pthread_mutex_lock(&m->ext_lock);
+		if (first && m->ext && m->ext->handed_over)
+			m->ext->handed_over(m->ext_opaque, addr);
+		pthread_mutex_unlock(&m->ext_lock);
+	}
 	pthread_mutex_lock(&m->lock);
 	if (m->stop_reason == STOP_NONE) {
 		m->stop_reason = why;
@@ -373,6 +407,66 @@ const char *machine_state_name(enum machine_run_state s)
 	return "unknown";
 }
 
+void machine_set_ext(struct machine *m, const struct machine_ext_ops *ops, void *opaque)
+{
+	pthread_mutex_lock(&m->ext_lock);
+	m->ext = ops;
+	m->ext_opaque = ops ? opaque : NULL;
+	pthread_mutex_unlock(&m->ext_lock);
+	pthread_mutex_lock(&m->lock);
+	m->ext_saved = false;
+	pthread_mutex_unlock(&m->lock);
+}
+
+bool machine_has_ext(struct machine *m)
+{
+	bool r;
+
+	pthread_mutex_lock(&m->ext_lock);
+	r = m->ext != NULL;
+	pthread_mutex_unlock(&m->ext_lock);
+	return r;
+}
+
+void machine_set_successor(struct machine *m, const char *console_addr)
+{
+	pthread_mutex_lock(&m->lock);
+	snprintf(m->successor, sizeof(m->successor), "%s", console_addr ? console_addr : "");
+	pthread_mutex_unlock(&m->lock);
+}
+
+void machine_ext_sec_free(struct machine_ext_sec *s)
+{
+	if (s->data) {
+		explicit_bzero(s->data, s->len); /* a console key may be among them */
+		free(s->data);
+	}
+	memset(s, 0, sizeof(*s));
+}
+
+bool machine_take_ext(struct machine *m, uint32_t id, struct machine_ext_sec *out)
+{
+	int i;
+
+	for (i = 0; i < MACHINE_EXT_SECTIONS; i++)
+		if (m->ext_in[i].data && m->ext_in[i].id == id) {
+			*out = m->ext_in[i];
+			memset(&m->ext_in[i], 0, sizeof(m->ext_in[i]));
+			return true;
+		}
+	return false;
+}
+
+bool machine_ext_pending(struct machine *m)
+{
+	int i;
+
+	for (i = 0; i < MACHINE_EXT_SECTIONS; i++)
+		if (m->ext_in[i].data)
+			return true;
+	return false;
+}
+
 int machine_save_config(struct machine *m, struct sec_writer *w, struct err *e)
 {
 	struct machine_config c;
@@ -385,7 +479,7 @@ int machine_save_config(struct machine *m, struct sec_writer *w, struct err *e)
 	return sec_write(w, SEC_CONFIG, 1, &iov, 1, e);
 }
 
-int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e)
+int machine_save_state(struct machine *m, struct sec_writer *w, enum machine_save_purpose p, struct err *e)
 {
 	struct serial_state ss;
 	struct vcpu_state *vs;
@@ -396,8 +490,11 @@ int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e)
 	vs = malloc(sizeof(*vs));
 	if (!vs)
 		return err_set(e, -ENOMEM, "vCPU state");
+	pthread_mutex_lock(&m->ext_lock);
 	/* Devices first: an interrupt they raise must reach the irqchip state we save. */
 	serial_save(&m->serial, &ss);
+	if (m->ext)
+		serial_state_scrub(&ss); /* typed input travels only in the extension's sealed state */
 	r = vcpu_save_state(m->vcpu, vs, e);
 	if (r == 0)
 		r = vm_state_save(&m->vm, &vms, e);
@@ -413,6 +510,14 @@ int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e)
 		iov = (struct iovec){ &vms, sizeof(vms) };
 		r = sec_write(w, SEC_VM, 1, &iov, 1, e);
 	}
+	if (r == 0 && m->ext) {
+		r = m->ext->save(m->ext_opaque, w, p, e);
+		pthread_mutex_lock(&m->lock);
+		m->ext_saved = true; /* frozen even if it failed half-way: resume thaws it */
+		pthread_mutex_unlock(&m->lock);
+	}
+	pthread_mutex_unlock(&m->ext_lock);
+	explicit_bzero(&ss, sizeof(ss));
 	free(vs);
 	return r;
 }
@@ -445,10 +550,43 @@ void machine_loader_init(struct machine_loader *l)
 
 void machine_loader_fini(struct machine_loader *l)
 {
+	int i;
+
+	for (i = 0; i < MACHINE_EXT_SECTIONS; i++)
+		machine_ext_sec_free(&l->ext[i]);
 	free(l->vcpu);
 	free(l->vmst);
 	l->vcpu = NULL;
 	l->vmst = NULL;
+}
+
+/* An extension's section: kept as it came (its owner opens it), at most one of each. */
+static int load_ext(struct machine_loader *l, struct sec_reader *r, const struct sec_hdr *h, struct err *e)
+{
+	struct machine_ext_sec *s = NULL;
+	int i, rc;
+
+	for (i = 0; i < MACHINE_EXT_SECTIONS; i++) {
+		if (l->ext[i].data && l->ext[i].id == h->id)
+			return err_set(e, -EPROTO, "stream has a second %s section", sec_name(h->id));
+		if (!l->ext[i].data && !s)
+			s = &l->ext[i];
+	}
+	if (!s || !h->len) /* len is bounded by the section table */
+		return err_set(e, -EPROTO, "unexpected %s section of %llu bytes", sec_name(h->id),
+			       (unsigned long long)h->len);
+	s->data = malloc(h->len);
+	if (!s->data)
+		return err_set(e, -ENOMEM, "%s section", sec_name(h->id));
+	s->len = h->len;
+	rc = sec_read_exact(r, h, s->data, s->len, e);
+	if (rc < 0) {
+		machine_ext_sec_free(s);
+		return rc;
+	}
+	s->id = h->id;
+	s->version = h->version;
+	return 0;
 }
 
 int machine_load_section(struct machine_loader *l, struct sec_reader *r, const struct sec_hdr *h,
@@ -485,6 +623,10 @@ int machine_load_section(struct machine_loader *l, struct sec_reader *r, const s
 			rc = serial_state_validate(&l->serial, e);
 		l->have_serial = rc == 0;
 		return rc;
+	case SEC_CONSOLE:
+	case SEC_CONSOLE_KEY:
+	case SEC_CONSOLE_WRAP:
+		return load_ext(l, r, h, e);
 	default:
 		return err_set(e, -EPROTO, "unexpected %s section at %llu", sec_name(h->id),
 			       (unsigned long long)h->seq);
@@ -511,5 +653,13 @@ int machine_load_commit(struct machine *m, struct machine_loader *l, struct err 
 		r = serial_load(&m->serial, &l->serial, e);
 	if (r == 0)
 		r = vm_state_load_clock(&m->vm, l->vmst, e);
+	if (r == 0) {
+		int i;
+		for (i = 0; i < MACHINE_EXT_SECTIONS; i++) {
+			machine_ext_sec_free(&m->ext_in[i]);
+			m->ext_in[i] = l->ext[i];
+			memset(&l->ext[i], 0, sizeof(l->ext[i]));
+		}
+	}
 	return r;
 }

@@ -34,6 +34,7 @@ enum pause_holder {
 	PAUSE_THROTTLE = 1u << 2,   /* auto-converge */
 	PAUSE_SNAPSHOT = 1u << 3,   /* snapshot being written */
 	PAUSE_INCOMING = 1u << 4,   /* loaded at the destination, waiting for COMMIT */
+	PAUSE_CONSOLE = 1u << 5,    /* restored: its sealed console waits for the owner's key */
 };
 
 enum machine_stop_reason {
@@ -52,6 +53,36 @@ struct machine_config {
 	uint32_t nr_vcpus;
 	uint64_t ram_size;
 	uint8_t reserved[48];
+};
+
+/* What a save is for: decides which extension sections may go out. */
+enum machine_save_purpose {
+	SAVE_SNAPSHOT,             /* a snapshot file (sealed with the host's key) */
+	SAVE_MIGRATION,            /* a migration channel protected by TLS */
+	SAVE_MIGRATION_INSECURE,   /* a tcp:// channel: nothing confidential may go out */
+};
+
+/* A part above the machine that owns some of its devices' contents (the owner's
+ * console: serial port, keyboard, screen) and carries them in its own sections
+ * beside the machine's. While it is attached, the plain SERIAL section leaves out
+ * the receive FIFO (typed input). All three run outside the machine's lock. */
+struct machine_ext_ops {
+	/* The machine is paused: write the extension's sections. Input stays out of
+	 * the devices from now until thaw (or for good after a hand-over). */
+	int (*save)(void *opaque, struct sec_writer *w, enum machine_save_purpose p, struct err *e);
+	/* The VM runs here again after a save: snapshot written, migration aborted. */
+	void (*thaw)(void *opaque);
+	/* The VM now runs on another host; addr is that host's console ("" if unknown). */
+	void (*handed_over)(void *opaque, const char *addr);
+};
+
+/* Sections of an extension that a load brought (migration or snapshot), kept
+ * until the extension takes them. */
+#define MACHINE_EXT_SECTIONS 3
+struct machine_ext_sec {
+	uint32_t id, version;
+	uint8_t *data;
+	size_t len;
 };
 
 struct machine {
@@ -77,6 +108,13 @@ struct machine {
 	uint64_t exits, io_exits;
 	uint64_t started_ns;
 	uint64_t run_ns, last_resume_ns;   /* time the guest spent running */
+
+	pthread_mutex_t ext_lock;  /* held while an extension op runs, and to change ext */
+	const struct machine_ext_ops *ext;
+	void *ext_opaque;
+	bool ext_saved;            /* a save froze the extension: thaw on resume */
+	char successor[300];       /* the destination's console, learnt during a migration */
+	struct machine_ext_sec ext_in[MACHINE_EXT_SECTIONS];
 };
 
 /* Creates the VM and devices; serial output goes to serial_fd (-1 drops it). */
@@ -102,10 +140,22 @@ enum machine_stop_reason machine_wait(struct machine *m);
 enum machine_run_state machine_state(struct machine *m);
 const char *machine_state_name(enum machine_run_state s);
 
+/* Attaches (ops non-NULL) or detaches an extension (see struct machine_ext_ops). */
+void machine_set_ext(struct machine *m, const struct machine_ext_ops *ops, void *opaque);
+bool machine_has_ext(struct machine *m);
+/* Remembers where the VM's console will be after a hand-over (migration source). */
+void machine_set_successor(struct machine *m, const char *console_addr);
+/* Hands an extension section a load brought over to the caller (who frees it,
+ * wiping it first); false if the load brought none of that id. */
+bool machine_take_ext(struct machine *m, uint32_t id, struct machine_ext_sec *out);
+/* True while sections a load brought wait for an extension to take them. */
+bool machine_ext_pending(struct machine *m);
+void machine_ext_sec_free(struct machine_ext_sec *s);
+
 /* State sections. save_state needs the machine paused; it writes SERIAL, VCPU, VM
- * (devices first, clock last). */
+ * (devices first, clock last), then the extension's sections. */
 int machine_save_config(struct machine *m, struct sec_writer *w, struct err *e);
-int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e);
+int machine_save_state(struct machine *m, struct sec_writer *w, enum machine_save_purpose p, struct err *e);
 
 /* Loading: the config section first (machine_init from it), then any PAGES and
  * state sections via machine_load_section (buffered, validated), then
@@ -117,13 +167,15 @@ struct machine_loader {
 	struct vm_state *vmst;
 	struct serial_state serial;
 	bool have_vcpu, have_vm, have_serial;
+	struct machine_ext_sec ext[MACHINE_EXT_SECTIONS];   /* CONSOLE, CONSOLE_KEY, CONSOLE_WRAP */
 };
 void machine_loader_init(struct machine_loader *l);
 void machine_loader_fini(struct machine_loader *l);
-/* Consumes one section of type VCPU, VM or SERIAL (header already read). */
+/* Consumes one section of type VCPU, VM, SERIAL or an extension's (header already read). */
 int machine_load_section(struct machine_loader *l, struct sec_reader *r, const struct sec_hdr *h,
 			 struct err *e);
-/* Creates the vCPU and loads everything in order; the machine stays paused. */
+/* Creates the vCPU and loads everything in order; the machine stays paused. The
+ * extension sections move to the machine (machine_take_ext). */
 int machine_load_commit(struct machine *m, struct machine_loader *l, struct err *e);
 
 uint64_t now_ns(void);
