@@ -498,8 +498,8 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 	struct pool_conn *c0;
 	struct rx *x;
 	uint8_t nonce[MIG_NONCE_LEN];
-	char why[200];
-	bool inited = false, started = false;
+	char why[200], console[300] = "";
+	bool inited = false, started = false, prepared = false;
 	double cpu0;
 	uint64_t t;
 	int r;
@@ -556,6 +556,10 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 	 * start their threads (parked), and write the COMMITTED decision ahead */
 	if (r == 0)
 		r = machine_load_commit(m, &ld, e);
+	if (r == 0 && in->p.prepare) {
+		r = in->p.prepare(in->p.hook_opaque, m, console, sizeof(console), e);
+		prepared = r == 0;
+	}
 	ready.load_ns = now_ns() - t;
 	if (r == 0)
 		r = outcome_prepare(&in->store, in->id, OUTCOME_COMMITTED, in->src_name, &prep, e);
@@ -583,7 +587,9 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 		goto out_rx;
 	}
 	ready.pages_received = rx_pages(x);
-	r = send_rec(c0, SEC_READY, &ready, sizeof(ready), "trickle-ready", e);
+	r = console[0] ? pool_conn_send(c0, SEC_CONSOLE_ADDR, console, strlen(console), e) : 0;
+	if (r == 0)
+		r = send_rec(c0, SEC_READY, &ready, sizeof(ready), "trickle-ready", e);
 	if (r == 0)
 		r = hand_over(in, m, c0, &prep, cpu0, e);
 	else
@@ -602,6 +608,8 @@ out:
 	machine_loader_fini(&ld);
 	if (r < 0) {
 		set_phase(in, IN_FAILED);
+		if (prepared && in->p.discard)
+			in->p.discard(in->p.hook_opaque, m);
 		if (inited)
 			machine_destroy(m); /* stops the parked vCPU thread: the copy never ran */
 		(void)started;

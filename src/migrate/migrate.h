@@ -117,6 +117,13 @@ struct incoming_params {
 	const char *allow_from;     /* comma-separated certificate DNS names admitted as sources (NULL: any) */
 	bool insecure;              /* tcp:// asked for explicitly */
 	const struct state_dir *sd;
+	/* Before READY, with the VM loaded but not running: the part above that owns
+	 * extension state (the owner's console) takes it, or refuses the VM; addr gets
+	 * where that console listens ("" for none), sent to the source for its clients.
+	 * discard gives the machine back if the VM is then thrown away. */
+	int (*prepare)(void *opaque, struct machine *m, char *addr, size_t len, struct err *e);
+	void (*discard)(void *opaque, struct machine *m);
+	void *hook_opaque;
 };
 
 struct incoming;
