@@ -109,10 +109,36 @@ static void test_proto(void)
 	cproto_header(buf, CP_INPUT, 1);
 	buf[2] = 1;
 	CHECK(cproto_parse(buf, 9, &f, &used, &e) == -EPROTO);
-	cproto_header(buf, CP_RFB_OPEN, 4);
-	put_be32(buf + 8, CPROTO_RFB_MAX_ID);
-	struct cp_rfb r;
-	CHECK(cproto_parse(buf, 12, &f, &used, &e) == 1 && cp_decode_rfb(&f, false, &r, &e) < 0);
+	/* REDIRECT: round trip, and only a printable tls:// address of bounded length */
+	uint8_t rb[CPROTO_HDR + 16 + CPROTO_URI_MAX + 8];
+	struct cp_redirect rd = { 123, 7, "tls://hostb:7701" }, rd2;
+	n = cp_encode_redirect(rb, &rd);
+	CHECK(cproto_parse(rb, n, &f, &used, &e) == 1 && f.type == CP_REDIRECT);
+	CHECK(cp_decode_redirect(&f, &rd2, &e) == 0 && rd2.total == 123 && rd2.input_frames == 7 &&
+	      !strcmp(rd2.uri, "tls://hostb:7701"));
+	rb[CPROTO_HDR + 16 + 3] = '\n';
+	CHECK(cp_decode_redirect(&f, &rd2, &e) < 0);
+	rb[CPROTO_HDR + 16 + 3] = ':';
+	memcpy(rb + CPROTO_HDR + 16, "tcp://", 6);
+	CHECK(cp_decode_redirect(&f, &rd2, &e) < 0);
+	f.len = 16 + CPROTO_URI_MAX + 1;
+	CHECK(cp_decode_redirect(&f, &rd2, &e) < 0);
+	f.len = 15;
+	CHECK(cp_decode_redirect(&f, &rd2, &e) < 0);
+	/* UNLOCK carries exactly one key */
+	uint8_t key[CPROTO_KEY_LEN];
+	cproto_header(buf, CP_UNLOCK, CPROTO_KEY_LEN);
+	memset(buf + 8, 0x5a, CPROTO_KEY_LEN);
+	CHECK(cproto_parse(buf, 8 + CPROTO_KEY_LEN, &f, &used, &e) == 1 && cp_decode_unlock(&f, key, &e) == 0 &&
+	      key[31] == 0x5a);
+	f.len--;
+	CHECK(cp_decode_unlock(&f, key, &e) < 0);
+	/* the screen subscription is a known flag; the old protocol is refused by name */
+	h.flags = CP_HELLO_SCREEN;
+	n = cp_encode_hello(buf, &h);
+	CHECK(cproto_parse(buf, n, &f, &used, &e) == 1 && cp_decode_hello(&f, &h2, &e) == 0);
+	put_be32(buf + 8, 1);
+	CHECK(cp_decode_hello(&f, &h2, &e) < 0);
 }
 
 static int irq_level = -1, irq_edges;
