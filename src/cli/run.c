@@ -204,7 +204,7 @@ static int prepare_incoming(void *opaque, struct machine *m, char *addr, size_t 
 	if (!cs)
 		return machine_ext_pending(m) ? err_set(e, -EPERM, "the VM has an owner's console: this destination must run with --console and --owner-ca")
 					      : 0;
-	r = console_server_bind(cs, m, e);
+	r = console_server_bind(cs, m, CONSOLE_INCOMING, e);
 	if (r == 0)
 		snprintf(addr, len, "%s", console_server_uri(cs));
 	return r;
@@ -223,10 +223,14 @@ static int restored_console(struct run_opts *o, struct machine *m, struct err *e
 	struct machine_ext_sec s;
 
 	if (o->console_fresh) {
+		bool any = false;
 		while (machine_take_ext(m, SEC_CONSOLE, &s) || machine_take_ext(m, SEC_CONSOLE_KEY, &s) ||
-		       machine_take_ext(m, SEC_CONSOLE_WRAP, &s))
+		       machine_take_ext(m, SEC_CONSOLE_WRAP, &s)) {
 			machine_ext_sec_free(&s);
-		fprintf(stderr, "sealvm: --console-fresh: the console state sealed for the VM's owner is dropped\n");
+			any = true;
+		}
+		fprintf(stderr, "sealvm: --console-fresh: %s\n", any ? "the console state sealed for the VM's owner is dropped"
+								     : "the snapshot held no console state");
 		return 0;
 	}
 	if (machine_ext_pending(m) && !o->console.uri)
@@ -318,7 +322,7 @@ int cmd_run(int argc, char **argv)
 	}
 	built = r == 0;
 	if (r == 0 && console && !o.incoming)
-		r = console_server_bind(console, &m, &e);
+		r = console_server_bind(console, &m, o.restore ? CONSOLE_RESTORE : CONSOLE_BOOT, &e);
 	if (r == 0 && !o.incoming)
 		r = machine_start(&m, &e);
 	if (r < 0) {

@@ -65,16 +65,6 @@ static void save_locked(struct console_server *cs, struct console_state *out)
 	}
 }
 
-void console_server_save(struct console_server *cs, struct console_state *out)
-{
-	pthread_mutex_lock(&cs->lock);
-	if (cs->m)
-		save_locked(cs, out);
-	else
-		memset(out, 0, sizeof(*out));
-	pthread_mutex_unlock(&cs->lock);
-}
-
 int console_load_locked(struct console_server *cs, const struct console_state *st, struct err *e)
 {
 	int r = console_state_validate(st, e);
@@ -125,7 +115,7 @@ static void sink(void *opaque, uint8_t c)
 	console_wake(cs);
 }
 
-int console_server_bind(struct console_server *cs, struct machine *m, struct err *e)
+int console_server_bind(struct console_server *cs, struct machine *m, enum console_origin from, struct err *e)
 {
 	struct machine_ext_sec sealed = { 0 }, key = { 0 }, wrap = { 0 };
 	uint8_t recipient[32];
@@ -137,9 +127,18 @@ int console_server_bind(struct console_server *cs, struct machine *m, struct err
 	machine_take_ext(m, SEC_CONSOLE_WRAP, &wrap);
 	pthread_mutex_lock(&cs->lock);
 	cs->m = m;
-	if (sealed.data && key.data) {
+	/* a console key in the clear belongs in a migration's TLS channel only; a wrapped
+	 * one in a snapshot only; a booted VM brings neither */
+	if (key.data && from != CONSOLE_INCOMING)
+		r = err_set(e, -EPROTO, "a console key in the clear outside a migration channel: refused");
+	else if (wrap.data && from != CONSOLE_RESTORE)
+		r = err_set(e, -EPROTO, "a console key wrapped for the owner outside a snapshot: refused");
+	else if (sealed.data && from == CONSOLE_BOOT)
+		r = err_set(e, -EPROTO, "console state for a VM booted here");
+	else if (sealed.data && key.data) {
 		/* a migration's: the key came inside the authenticated, encrypted channel */
 		struct console_key k;
+		uint64_t t0 = mono_ns();
 		if (key.len != CONSOLE_KEY_LEN)
 			r = err_set(e, -EPROTO, "console key of %zu bytes", key.len);
 		if (r == 0) {
@@ -147,6 +146,9 @@ int console_server_bind(struct console_server *cs, struct machine *m, struct err
 			r = open_and_load(cs, &sealed, &k, e);
 			console_key_wipe(&k);
 		}
+		if (r == 0)
+			console_log("state of the incoming VM loaded: %zu bytes in %.2f ms", sealed.len,
+				    (double)(mono_ns() - t0) / 1e6);
 	} else if (sealed.data && wrap.data) {
 		/* a snapshot's: only the owner can open it */
 		r = console_wrap_parse(wrap.data, wrap.len, recipient, e);
@@ -255,6 +257,7 @@ static int ext_save(void *opaque, struct sec_writer *w, enum machine_save_purpos
 	uint8_t *sealed = NULL, wrapped[WRAP_MAX];
 	size_t slen = 0, wlen = 0;
 	uint32_t spki_len;
+	uint64_t t0 = mono_ns();
 	int r;
 
 	pthread_mutex_lock(&cs->lock);
@@ -290,8 +293,13 @@ static int ext_save(void *opaque, struct sec_writer *w, enum machine_save_purpos
 	r = console_key_generate(&key, e);
 	if (r == 0)
 		r = console_seal(&key, CONSOLE_STATE_VERSION, st, console_state_size(st), sealed, &slen, e);
-	if (r == 0 && p == SAVE_SNAPSHOT && spki_len)
+	if (r == 0 && p == SAVE_SNAPSHOT && spki_len) {
 		r = console_wrap(&key, st->owner_spki, spki_len, wrapped, &wlen, e);
+		if (r == -EOPNOTSUPP) {
+			console_log("the owner's key cannot receive a wrapped console key (%s)", e->msg);
+			spki_len = 0, r = 0;
+		}
+	}
 	if (r == 0 && p == SAVE_SNAPSHOT && !spki_len)
 		console_log("this snapshot carries no console state: no owner has attached read-write yet, so there is nobody to seal it for");
 	else if (r == 0)
@@ -304,15 +312,22 @@ static int ext_save(void *opaque, struct sec_writer *w, enum machine_save_purpos
 	explicit_bzero(st, sizeof(*st));
 	free(st);
 	free(sealed);
+	/* what the console adds to the pause: sizes and time, never contents */
+	if (r == 0 && slen && p == SAVE_MIGRATION)
+		console_log("state sealed for the migration: %zu bytes in %.2f ms", slen, (double)(mono_ns() - t0) / 1e6);
 	return r;
 }
 
 static void ext_thaw(void *opaque)
 {
 	struct console_server *cs = opaque;
+	int i;
 
 	pthread_mutex_lock(&cs->lock);
 	cs->frozen = false;
+	cs->moving_to[0] = 0; /* it stays: a later migration prepares its clients again */
+	for (i = 0; i < MAX_SESSIONS; i++)
+		cs->sess[i].prepared = false;
 	pthread_mutex_unlock(&cs->lock);
 	console_wake(cs);
 }
@@ -329,8 +344,21 @@ static void ext_handed_over(void *opaque, const char *addr)
 	console_wake(cs);
 }
 
+/* The destination is loaded: clients may connect there ahead (only the TLS handshake;
+ * they say HELLO once the VM runs there), so that following costs no handshake. */
+static void ext_moving(void *opaque, const char *addr)
+{
+	struct console_server *cs = opaque;
+
+	pthread_mutex_lock(&cs->lock);
+	snprintf(cs->moving_to, sizeof(cs->moving_to), "%s", addr);
+	pthread_mutex_unlock(&cs->lock);
+	console_wake(cs);
+}
+
 const struct machine_ext_ops console_ext_ops = {
 	.save = ext_save,
 	.thaw = ext_thaw,
 	.handed_over = ext_handed_over,
+	.moving = ext_moving,
 };

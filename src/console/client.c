@@ -69,6 +69,8 @@ struct cli {
 	int nkeys;
 	int wake[2];
 	/* following */
+	SSL *standby;               /* connected ahead to where the VM is about to move */
+	char standby_uri[CPROTO_URI_MAX + 1];
 	double t_last_out;          /* last serial bytes arrived (ms) */
 	double t_redirect;
 	bool gap_pending;
@@ -310,23 +312,26 @@ static int unlock(struct cli *c, const struct cproto_frame *f, struct err *e)
 	return r < 0 ? err_set(e, -EPIPE, "console session lost") : 0;
 }
 
-static int session_open(struct cli *c, const char *uri, int *mode, struct err *e)
+static int connect_to(struct cli *c, const char *uri, int timeout_ms, SSL **out, struct err *e)
+{
+	char host[256], port[16];
+	int r = ctls_parse_uri(uri, host, sizeof(host), port, sizeof(port), e);
+
+	return r < 0 ? r : ctls_connect(c->ctx, host, port, timeout_ms, out, e);
+}
+
+/* HELLO on c->ssl, an unlock if the console is sealed for us, WELCOME. */
+static int session_hello(struct cli *c, int *mode, struct err *e)
 {
 	struct cp_hello h = { CPROTO_VERSION, c->flags, c->next };
 	uint8_t fr[CPROTO_HDR + 16];
-	char host[256], port[16], why[160], msg[512];
+	char why[160], msg[512];
 	struct cproto_frame f;
 	struct cp_welcome w;
 	size_t used = 0;
 	int r;
 
 	c->inlen = 0;
-	r = ctls_parse_uri(uri, host, sizeof(host), port, sizeof(port), e);
-	if (r == 0)
-		r = ctls_connect(c->ctx, host, port, 10000, &c->ssl, e);
-	if (r < 0)
-		return r;
-	snprintf(c->uri, sizeof(c->uri), "%s", uri);
 	ERR_clear_error();
 	if (send_all(c, fr, cp_encode_hello(fr, &h)))
 		return err_set(e, -EPIPE, "console session ended: %s", ctls_reason(why, sizeof(why)));
@@ -364,6 +369,39 @@ static int session_open(struct cli *c, const char *uri, int *mode, struct err *e
 	return 0;
 }
 
+static int session_open(struct cli *c, const char *uri, int *mode, struct err *e)
+{
+	int r = connect_to(c, uri, 10000, &c->ssl, e);
+
+	if (r < 0)
+		return r;
+	snprintf(c->uri, sizeof(c->uri), "%s", uri);
+	return session_hello(c, mode, e);
+}
+
+static void drop_standby(struct cli *c)
+{
+	if (!c->standby)
+		return;
+	close(SSL_get_fd(c->standby));
+	SSL_free(c->standby);
+	c->standby = NULL;
+}
+
+/* PREPARE: the VM is about to move; connect there now, so following costs no handshake. */
+static void prepare(struct cli *c, const char *uri)
+{
+	struct err e = { 0 };
+
+	if (c->standby && !strcmp(c->standby_uri, uri))
+		return;
+	drop_standby(c);
+	if (connect_to(c, uri, 5000, &c->standby, &e) == 0)
+		snprintf(c->standby_uri, sizeof(c->standby_uri), "%s", uri);
+	else
+		c->standby = NULL; /* only a hint: the redirect connects anew */
+}
+
 static void session_close(struct cli *c)
 {
 	if (!c->ssl)
@@ -384,7 +422,16 @@ static int follow(struct cli *c, const struct cp_redirect *rd, struct err *e)
 	say("the VM moved to %s; following", rd->uri);
 	session_close(c);
 	c->t_redirect = t0;
-	for (;;) {
+	if (c->standby && !strcmp(c->standby_uri, rd->uri)) {
+		struct err ce = { 0 };
+		c->ssl = c->standby;
+		c->standby = NULL;
+		snprintf(c->uri, sizeof(c->uri), "%s", rd->uri);
+		if (session_hello(c, &mode, &ce) < 0)
+			session_close(c); /* it went stale: connect anew */
+	}
+	drop_standby(c);
+	while (!c->ssl) {
 		struct err ce = { 0 };
 		r = session_open(c, rd->uri, &mode, &ce);
 		if (r == 0)
@@ -428,6 +475,10 @@ static int dispatch(struct cli *c, struct cproto_frame *f, size_t *used, struct 
 		r = cp_decode_redirect(f, &rd, e);
 		consume(c, used);
 		return r < 0 ? r : follow(c, &rd, e);
+	case CP_PREPARE:
+		if (cp_decode_prepare(f, rd.uri, e) == 0)
+			prepare(c, rd.uri);
+		break;
 	default:
 		break;
 	}
@@ -806,6 +857,7 @@ out:
 	if (lfd >= 0)
 		close(lfd);
 	session_close(c);
+	drop_standby(c);
 	if (c->wake[0] >= 0) {
 		close(c->wake[0]);
 		close(c->wake[1]);

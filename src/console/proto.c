@@ -75,10 +75,10 @@ static int check_uri(const uint8_t *p, size_t n, struct err *e)
 	size_t i;
 
 	if (n < 8 || n > CPROTO_URI_MAX || memcmp(p, "tls://", 6))
-		return err_set(e, -EPROTO, "console REDIRECT: address of %zu bytes is not tls://HOST:PORT", n);
+		return err_set(e, -EPROTO, "console address of %zu bytes is not tls://HOST:PORT", n);
 	for (i = 0; i < n; i++)
 		if (p[i] <= 0x20 || p[i] >= 0x7f)
-			return err_set(e, -EPROTO, "console REDIRECT: address has a non-printable byte");
+			return err_set(e, -EPROTO, "console address has a non-printable byte");
 	return 0;
 }
 
@@ -92,6 +92,15 @@ int cp_decode_redirect(const struct cproto_frame *f, struct cp_redirect *r, stru
 		return -EPROTO;
 	memcpy(r->uri, f->payload + 16, f->len - 16);
 	r->uri[f->len - 16] = 0;
+	return 0;
+}
+
+int cp_decode_prepare(const struct cproto_frame *f, char *uri, struct err *e)
+{
+	if (check_uri(f->payload, f->len, e) < 0)
+		return -EPROTO;
+	memcpy(uri, f->payload, f->len);
+	uri[f->len] = 0;
 	return 0;
 }
 
@@ -196,4 +205,13 @@ size_t cp_encode_redirect(uint8_t *buf, const struct cp_redirect *r)
 	put_be64(buf + 16, r->input_frames);
 	memcpy(buf + 24, r->uri, n);
 	return CPROTO_HDR + 16 + n;
+}
+
+size_t cp_encode_prepare(uint8_t *buf, const char *uri)
+{
+	size_t n = strnlen(uri, CPROTO_URI_MAX);
+
+	cproto_header(buf, CP_PREPARE, (uint32_t)n);
+	memcpy(buf + CPROTO_HDR, uri, n);
+	return CPROTO_HDR + n;
 }

@@ -10,6 +10,8 @@
  *   KEY     u32 keysym, u8 down                      3 pad, rows*cols u16 cells (LE)
  *   SCREEN  (empty: asks for one)            LOCKED  the console key wrapped for the owner
  *   UNLOCK  the console key (32 bytes)               (console/wrap.h): a restored snapshot
+ *                                            PREPARE tls://HOST:PORT (a hint: the VM is about to
+ *                                                    move there; a client may connect ahead)
  *                                            REDIRECT u64 serial total, u64 input frames taken,
  *                                                    tls://HOST:PORT (the VM moved there)
  *                                            ERROR   text (then the server closes)
@@ -50,6 +52,7 @@ enum cproto_type {
 	CP_LOCKED = 0x84,
 	CP_ERROR = 0x8f,
 	CP_REDIRECT = 0x90,
+	CP_PREPARE = 0x91,
 };
 
 #define CP_HELLO_RW 0x1u          /* HELLO.flags: asks for the read-write session */
@@ -84,6 +87,8 @@ int cp_decode_hello(const struct cproto_frame *f, struct cp_hello *h, struct err
 int cp_decode_input(const struct cproto_frame *f, struct err *e);
 int cp_decode_key(const struct cproto_frame *f, struct cp_key *k, struct err *e);
 int cp_decode_redirect(const struct cproto_frame *f, struct cp_redirect *r, struct err *e);
+/* PREPARE: the address into uri[CPROTO_URI_MAX + 1]. */
+int cp_decode_prepare(const struct cproto_frame *f, char *uri, struct err *e);
 int cp_decode_unlock(const struct cproto_frame *f, uint8_t key[CPROTO_KEY_LEN], struct err *e);
 int cp_decode_welcome(const struct cproto_frame *f, struct cp_welcome *w, struct err *e);
 int cp_decode_output(const struct cproto_frame *f, struct cp_output *o, struct err *e);
@@ -96,6 +101,7 @@ size_t cp_encode_hello(uint8_t *buf, const struct cp_hello *h);
 size_t cp_encode_welcome(uint8_t *buf, const struct cp_welcome *w);
 size_t cp_encode_key(uint8_t *buf, const struct cp_key *k);
 size_t cp_encode_redirect(uint8_t *buf, const struct cp_redirect *r);
+size_t cp_encode_prepare(uint8_t *buf, const char *uri);
 
 static inline void put_be32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
 static inline void put_be64(uint8_t *p, uint64_t v) { put_be32(p, (uint32_t)(v >> 32)); put_be32(p + 4, (uint32_t)v); }

@@ -531,8 +531,13 @@ static void serve_waiting(struct console_server *cs)
 		struct session *s = &cs->sess[i];
 		if (!s->used)
 			continue;
-		if (cs->moved && (s->st == SS_WAIT || s->st == SS_OPEN))
+		if (cs->moved && (s->st == SS_WAIT || s->st == SS_OPEN)) {
 			session_redirect(cs, s);
+		} else if (cs->moving_to[0] && s->st == SS_OPEN && !s->prepared) {
+			uint8_t fr[CPROTO_HDR + CPROTO_URI_MAX];
+			buf_add(&s->out, fr, cp_encode_prepare(fr, cs->moving_to));
+			s->prepared = true;
+		}
 		else if (s->st == SS_WAIT && cs->m && cs->locked)
 			send_locked(cs, s);
 		else if (s->st == SS_WAIT && cs->m)

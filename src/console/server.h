@@ -55,11 +55,18 @@ struct console_stats {
 
 /* Listens (no machine yet: clients wait for one). */
 int console_server_start(const struct console_opts *o, struct console_server **out, struct err *e);
+/* Where the bound machine came from: what console state it may bring along. */
+enum console_origin {
+	CONSOLE_BOOT,       /* booted here: none */
+	CONSOLE_INCOMING,   /* migrated here: sealed state and its key (it came inside TLS) */
+	CONSOLE_RESTORE,    /* restored from a snapshot: sealed state and its key wrapped for the owner */
+};
+
 /* Takes the machine's serial port, keyboard and screen, and the console state the
  * machine's load brought: a migration's is opened and loaded; a snapshot's stays
  * locked and holds the VM paused (PAUSE_CONSOLE) until the owner unlocks it.
- * Refuses state it cannot open. */
-int console_server_bind(struct console_server *s, struct machine *m, struct err *e);
+ * Refuses state it cannot open, or that does not fit where the machine came from. */
+int console_server_bind(struct console_server *s, struct machine *m, enum console_origin from, struct err *e);
 /* Gives the machine back (an incoming VM that is discarded): clients are told. */
 void console_server_unbind(struct console_server *s);
 int console_server_port(struct console_server *s);
@@ -69,8 +76,5 @@ void console_server_stats(struct console_server *s, struct console_stats *st);
 /* Sends clients what they are owed (a redirect) for up to a second, detaches
  * everything and gives the serial port back. */
 void console_server_stop(struct console_server *s);
-
-/* For tests and tools: the whole console state (the machine paused). */
-void console_server_save(struct console_server *s, struct console_state *out);
 
 #endif

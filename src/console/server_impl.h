@@ -35,6 +35,7 @@ struct session {
 	uint64_t in_frames;       /* INPUT and KEY frames taken (a REDIRECT says how many) */
 	uint64_t scr_sent;        /* screen generation last sent to a subscriber */
 	bool locked_sent;
+	bool prepared;            /* told where the VM is about to go */
 	uint64_t deadline_ns;
 	uint8_t in[CPROTO_HDR + CPROTO_MAX];
 	size_t inlen;
@@ -64,6 +65,7 @@ struct console_server {
 	uint64_t reserve_until;   /* ...gets the read-write session back until then */
 	uint8_t owner_spki[CONSOLE_SPKI_MAX];
 	uint32_t owner_spki_len;  /* the last read-write owner's public key (snapshots are wrapped for it) */
+	char moving_to[CPROTO_URI_MAX + 1];   /* where the VM is about to go ("" if nowhere) */
 	bool moved;               /* the VM runs elsewhere now: every client is sent there */
 	char moved_to[CPROTO_URI_MAX + 1];
 	struct session sess[MAX_SESSIONS];

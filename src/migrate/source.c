@@ -842,6 +842,7 @@ static int handover(struct src *s, struct err *e)
 		return s->rep->result == MIGRATE_COMMITTED ? 0 : -ECONNABORTED;
 	}
 	s->t_ack = now_ns(); /* downtime ends here, not after our own clean-up */
+	machine_handed_over(s->m); /* the console's clients follow now, not after our clean-up */
 	s->rep->dest_resume_ns = ack.resume_ns;
 	s->rep->dest_cpu_s = (double)ack.cpu_ns / 1e9;
 	s->rep->result = MIGRATE_COMMITTED;

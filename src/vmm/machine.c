@@ -342,20 +342,9 @@ const char *pause_holder_names(unsigned held, char *buf, size_t len)
 
 void machine_stop(struct machine *m, enum machine_stop_reason why, int status, const char *msg)
 {
-	if (why == STOP_MIGRATED) {
-		/* tell the extension before anyone waiting for the stop can tear it down */
-		char addr[sizeof(m->successor)];
-		bool first;
-
-		pthread_mutex_lock(&m->lock);
-		first = m->stop_reason == STOP_NONE;
-		memcpy(addr, m->successor, sizeof(addr));
-		pthread_mutex_unlock(&m->lock);
-		pthread_mutex_lock(&m->ext_lock);
-		if (first && m->ext && m->ext->handed_over)
-			m->ext->handed_over(m->ext_opaque, addr);
-		pthread_mutex_unlock(&m->ext_lock);
-	}
+	/* tell the extension before anyone waiting for the stop can tear it down */
+	if (why == STOP_MIGRATED)
+		machine_handed_over(m);
 	pthread_mutex_lock(&m->lock);
 	if (m->stop_reason == STOP_NONE) {
 		m->stop_reason = why;
@@ -432,7 +421,28 @@ void machine_set_successor(struct machine *m, const char *console_addr)
 {
 	pthread_mutex_lock(&m->lock);
 	snprintf(m->successor, sizeof(m->successor), "%s", console_addr ? console_addr : "");
+	m->ext_told_moved = false;
 	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_lock(&m->ext_lock);
+	if (console_addr && *console_addr && m->ext && m->ext->moving)
+		m->ext->moving(m->ext_opaque, console_addr);
+	pthread_mutex_unlock(&m->ext_lock);
+}
+
+void machine_handed_over(struct machine *m)
+{
+	char addr[sizeof(m->successor)];
+	bool first;
+
+	pthread_mutex_lock(&m->lock);
+	first = m->stop_reason == STOP_NONE && !m->ext_told_moved;
+	m->ext_told_moved = true;
+	memcpy(addr, m->successor, sizeof(addr));
+	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_lock(&m->ext_lock);
+	if (first && m->ext && m->ext->handed_over)
+		m->ext->handed_over(m->ext_opaque, addr);
+	pthread_mutex_unlock(&m->ext_lock);
 }
 
 void machine_ext_sec_free(struct machine_ext_sec *s)

@@ -74,6 +74,9 @@ struct machine_ext_ops {
 	void (*thaw)(void *opaque);
 	/* The VM now runs on another host; addr is that host's console ("" if unknown). */
 	void (*handed_over)(void *opaque, const char *addr);
+	/* A hint: the VM is about to move to addr (its destination is loaded and about
+	 * to answer READY); it may still stay here. */
+	void (*moving)(void *opaque, const char *addr);
 };
 
 /* Sections of an extension that a load brought (migration or snapshot), kept
@@ -113,6 +116,7 @@ struct machine {
 	const struct machine_ext_ops *ext;
 	void *ext_opaque;
 	bool ext_saved;            /* a save froze the extension: thaw on resume */
+	bool ext_told_moved;       /* handed_over was called */
 	char successor[300];       /* the destination's console, learnt during a migration */
 	struct machine_ext_sec ext_in[MACHINE_EXT_SECTIONS];
 };
@@ -143,8 +147,12 @@ const char *machine_state_name(enum machine_run_state s);
 /* Attaches (ops non-NULL) or detaches an extension (see struct machine_ext_ops). */
 void machine_set_ext(struct machine *m, const struct machine_ext_ops *ops, void *opaque);
 bool machine_has_ext(struct machine *m);
-/* Remembers where the VM's console will be after a hand-over (migration source). */
+/* Remembers where the VM's console will be after a hand-over (migration source),
+ * and tells the extension (a hint: clients may get ready). */
 void machine_set_successor(struct machine *m, const char *console_addr);
+/* The VM runs on the destination now (its COMMIT_ACK came): tells the extension
+ * once, at once; machine_stop(STOP_MIGRATED) does it too if this was not called. */
+void machine_handed_over(struct machine *m);
 /* Hands an extension section a load brought over to the caller (who frees it,
  * wiping it first); false if the load brought none of that id. */
 bool machine_take_ext(struct machine *m, uint32_t id, struct machine_ext_sec *out);
