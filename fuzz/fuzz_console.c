@@ -66,6 +66,10 @@ static void frames(const uint8_t *data, size_t size, struct i8042 *k)
 				__builtin_trap();
 			break;
 		case CP_UNLOCK: cp_decode_unlock(&f, u.unlock, &e); break;
+		case CP_PREPARE:
+			if (cp_decode_prepare(&f, u.rd.uri, &e) == 0 && strnlen(u.rd.uri, sizeof(u.rd.uri)) > CPROTO_URI_MAX)
+				__builtin_trap();
+			break;
 		case CP_LOCKED: {
 			uint8_t rcpt[32];
 			console_wrap_parse(f.payload, f.len, rcpt, &e);

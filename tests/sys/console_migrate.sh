@@ -1,5 +1,6 @@
-# The owner's console follows its VM: a read-write terminal client, a read-only one and a VNC
-# viewer (through `sealvm console --vnc`) stay with the VM across two live migrations (A -> B -> C).
+# The owner's console follows its VM: a read-write terminal client, a read-only one, a VNC
+# viewer (through `sealvm console --vnc`) and the web bridge (`--web`; the browser itself is
+# console_web.sh's) stay with the VM across two live migrations (A -> B -> C).
 # The guest prints numbered heartbeats; every serial byte arrives exactly once at the client
 # (checked against the guest's output grammar and numbering), the screen after the move is the
 # screen before (plus the heartbeat), keys typed while the VM is frozen mid-migration reach it at
@@ -40,6 +41,9 @@ wait_for "$T/ro.err" "attached read-only" 10 || fail "read-only session not atta
 VP=$(free_port)
 bg vnc "$SEALVM" console "tls://127.0.0.1:$CA" --tls-dir "$CERTS/owner" --read-only --vnc "127.0.0.1:$VP"
 wait_for "$T/vnc.log" "VNC viewers may connect" 10 || fail "local VNC port not opened"
+WP=$(free_port)
+bg web "$SEALVM" console "tls://127.0.0.1:$CA" --tls-dir "$CERTS/owner" --read-only --web "127.0.0.1:$WP"
+wait_for "$T/web.log" "web console at" 10 || fail "web console not started"
 CANARY="CANARY$RANDOM$RANDOM""zq"
 printf '%s\r' "$CANARY" >&3
 wait_for "$T/rw.out" "sealvm> $CANARY" 10 || fail "no echo of the canary"
@@ -55,6 +59,9 @@ touch "$T/moved"
 wait_for "$T/rw.err" "reconnected to tls://127.0.0.1:$CB read-write" 20 || fail "read-write client did not follow to B"
 wait_for "$T/ro.err" "reconnected to tls://127.0.0.1:$CB read-only" 20 || fail "read-only client did not follow to B"
 wait_for "$T/vnc.log" "reconnected to tls://127.0.0.1:$CB" 20 || fail "the VNC bridge did not follow to B"
+wait_for "$T/web.log" "reconnected to tls://127.0.0.1:$CB" 20 || fail "the web bridge did not follow to B"
+python3 -c 'import sys, urllib.request; sys.exit(0 if b"noVNC" in urllib.request.urlopen(sys.argv[1], timeout=10).read() else 1)' \
+  "http://127.0.0.1:$WP/vnc_lite.html" || fail "the web console page is gone after the move"
 grep -q "sending its clients to tls://127.0.0.1:$CB" "$T/a.log" || fail "A did not say where its clients went"
 
 note "the screen at B is the screen at A (rows 0-23 and cursor), the heartbeat moved on"

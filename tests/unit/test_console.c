@@ -225,6 +225,15 @@ static void test_proto(void)
 	CHECK(cp_decode_redirect(&f, &rd2, &e) < 0);
 	f.len = 15;
 	CHECK(cp_decode_redirect(&f, &rd2, &e) < 0);
+	/* PREPARE: the same address rules */
+	char uri[CPROTO_URI_MAX + 1];
+	n = cp_encode_prepare(rb, "tls://[::1]:7701");
+	CHECK(cproto_parse(rb, n, &f, &used, &e) == 1 && f.type == CP_PREPARE);
+	CHECK(cp_decode_prepare(&f, uri, &e) == 0 && !strcmp(uri, "tls://[::1]:7701"));
+	rb[CPROTO_HDR + 7] = ' ';
+	CHECK(cp_decode_prepare(&f, uri, &e) < 0);
+	f.len = 5;
+	CHECK(cp_decode_prepare(&f, uri, &e) < 0);
 	/* UNLOCK carries exactly one key */
 	uint8_t key[CPROTO_KEY_LEN];
 	cproto_header(buf, CP_UNLOCK, CPROTO_KEY_LEN);
