@@ -60,7 +60,6 @@ struct cli {
 	uint8_t *log;
 	size_t log_len;
 	uint64_t log_first;         /* session frame number of log[0] */
-	uint64_t sent_frames;       /* frames sent in this session */
 	/* the screen, for the local VNC server */
 	pthread_mutex_t lock;
 	struct vga_screen scr;
@@ -158,7 +157,6 @@ static int send_input(struct cli *c, uint8_t type, const void *p, size_t len)
 
 	if (send_frame(c, type, p, len) < 0)
 		return -EPIPE;
-	c->sent_frames++;
 	if (!nl)
 		return 0; /* not kept: a redirect right now could lose it, and says so */
 	c->log = nl;
@@ -183,7 +181,6 @@ static int resend_input(struct cli *c, uint64_t taken)
 	c->log = NULL;
 	c->log_len = 0;
 	c->log_first = 0;
-	c->sent_frames = 0;
 	while (off < len) {
 		struct cproto_frame f;
 		struct err e = { 0 };
