@@ -20,7 +20,10 @@ start_host() {
 }
 screen() { timeout 20 "$SEALVM" console "$1" --tls-dir "$CERTS/owner" --screen; }
 
-CA=$(free_port); CB=$(free_port); CC=$(free_port); MB=$(free_port); MC=$(free_port); REC=$(free_port)
+# distinct free ports (free_port alone may repeat one nothing listens on yet)
+P=()
+while [ ${#P[@]} -lt 8 ]; do p=$(free_port); [[ " ${P[*]} " == *" $p "* ]] || P+=($p); done
+CA=${P[0]}; CB=${P[1]}; CC=${P[2]}; MB=${P[3]}; MC=${P[4]}; REC=${P[5]}; VP=${P[6]}; WP=${P[7]}
 start_host a hosta "$CA" --kernel "$GUEST/console.elf" --cmdline hb=20 --mem 64M
 start_host b hostb "$CB" --incoming "tls://127.0.0.1:$MB"
 SEALVM_TEST_FAULT=slow-ready start_host c hostc "$CC" --incoming "tls://127.0.0.1:$MC"
@@ -38,10 +41,8 @@ wait_for "$T/rw.err" "attached read-write" 10 || fail "owner not attached read-w
 "$SEALVM" console "tls://127.0.0.1:$CA" --tls-dir "$CERTS/owner" --read-only </dev/null >"$T/ro.out" 2>"$T/ro.err" &
 PIDS+=($!)
 wait_for "$T/ro.err" "attached read-only" 10 || fail "read-only session not attached"
-VP=$(free_port)
 bg vnc "$SEALVM" console "tls://127.0.0.1:$CA" --tls-dir "$CERTS/owner" --read-only --vnc "127.0.0.1:$VP"
 wait_for "$T/vnc.log" "VNC viewers may connect" 10 || fail "local VNC port not opened"
-WP=$(free_port)
 bg web "$SEALVM" console "tls://127.0.0.1:$CA" --tls-dir "$CERTS/owner" --read-only --web "127.0.0.1:$WP"
 wait_for "$T/web.log" "web console at" 10 || fail "web console not started"
 CANARY="CANARY$RANDOM$RANDOM""zq"

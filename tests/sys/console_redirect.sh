@@ -8,7 +8,9 @@
 . "$(dirname "$0")/../lib.sh"
 certs
 ATK="python3 $ROOT/tests/tools/console_attacker.py"
-CA=$(free_port); TRAP=$(free_port); INJ=$(free_port)
+P=()   # distinct free ports (free_port alone may repeat one nothing listens on yet)
+while [ ${#P[@]} -lt 3 ]; do p=$(free_port); [[ " ${P[*]} " == *" $p "* ]] || P+=($p); done
+CA=${P[0]}; TRAP=${P[1]}; INJ=${P[2]}
 bg vm "$SEALVM" run --kernel "$GUEST/console.elf" --cmdline hb=50 --mem 64M --tls-dir "$CERTS/hosta" \
   --console "tls://127.0.0.1:$CA" --owner-ca "$CERTS/ownerca/ca.pem"
 wait_for "$T/vm.log" "owner's console on port" 10 || fail "console did not start"
