@@ -156,7 +156,22 @@ int ctls_connect(SSL_CTX *ctx, const char *host, const char *port, int timeout_m
 	ctls_nodelay(fd);
 	r = connect(fd, ai->ai_addr, ai->ai_addrlen);
 	freeaddrinfo(ai);
-	if (r < 0 && errno != EINPROGRESS) {
+	if (r < 0 && errno == EINPROGRESS) {
+		/* a refused connection is not a failed handshake: a follower retries the one */
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int soerr = 0;
+		socklen_t sl = sizeof(soerr);
+		long left = ms_left(&end);
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+			r = err_set(e, -ETIMEDOUT, "cannot connect to %s:%s: timed out", host, port);
+			goto fail;
+		}
+		getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+		r = soerr ? -1 : 0;
+		errno = soerr;
+	}
+	if (r < 0) {
 		r = err_sys(e, -errno, "cannot connect to %s:%s", host, port);
 		goto fail;
 	}

@@ -19,6 +19,15 @@ start_host() {
     --control "$T/$name.sock" --state-dir "$T/$name.state" "$@"
 }
 screen() { timeout 20 "$SEALVM" console "$1" --tls-dir "$CERTS/owner" --screen; }
+# the screen once its status line is whole (the guest blanks it before each heartbeat)
+whole_screen() {
+  local s i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    s=$(screen "$1") || return 1
+    echo "$s" | sed -n 25p | grep -q "^HB [0-9]" && { echo "$s"; return 0; }
+  done
+  echo "$s"
+}
 
 # distinct free ports (free_port alone may repeat one nothing listens on yet)
 P=()
@@ -53,9 +62,9 @@ wait_for "$T/fb.log" "cells matched" 20 || fail "VNC viewer did not see the scre
 grep -q "^sealvm> $CANARY" "$T/fb.log" || fail "VNC viewer does not show the canary"
 
 note "migration A -> B (the destination listens for the console before READY)"
-before=$(screen "tls://127.0.0.1:$CA") || fail "screen query at A failed"
+before=$(whole_screen "tls://127.0.0.1:$CA") || fail "screen query at A failed"
 ctl "$T/a.sock" migrate "tls://127.0.0.1:$REC" >"$T/mig1.json" || { cat "$T/mig1.json"; fail "migration A -> B failed"; }
-after=$(screen "tls://127.0.0.1:$CB") || fail "screen query at B failed"
+after=$(whole_screen "tls://127.0.0.1:$CB") || fail "screen query at B failed"
 touch "$T/moved"
 wait_for "$T/rw.err" "reconnected to tls://127.0.0.1:$CB read-write" 20 || fail "read-write client did not follow to B"
 wait_for "$T/ro.err" "reconnected to tls://127.0.0.1:$CB read-only" 20 || fail "read-only client did not follow to B"

@@ -15,12 +15,13 @@ bg vm "$SEALVM" run --kernel "$GUEST/console.elf" --cmdline hb=50 --mem 64M --tl
   --console "tls://127.0.0.1:$CA" --owner-ca "$CERTS/ownerca/ca.pem"
 wait_for "$T/vm.log" "owner's console on port" 10 || fail "console did not start"
 bg trap $ATK trap "$TRAP" "$T/trap.txt"
-for i in $(seq 50); do ss -ltn | grep -q ":$TRAP " && break; sleep 0.1; done
+listening() { for i in $(seq 200); do ss -ltn | grep -q ":$1 " && return 0; sleep 0.1; done; fail "nothing listens on $1"; }
+listening "$TRAP"
 client() { timeout 20 "$SEALVM" console "tls://127.0.0.1:$1" --tls-dir "$CERTS/owner" --read-only </dev/null; }
 
 note "an on-path attacker injects a REDIRECT into the session's bytes"
 bg inj $ATK inject "$INJ" "127.0.0.1:$CA" "tls://127.0.0.1:$TRAP" 1.5
-for i in $(seq 50); do ss -ltn | grep -q ":$INJ " && break; sleep 0.1; done
+listening "$INJ"
 client "$INJ" >"$T/inj.out" 2>"$T/inj.err" && fail "the client carried on after the injection"
 cat "$T/inj.err"
 grep -q "injected a REDIRECT" "$T/inj.log" || fail "the injection never happened (test is void)"
@@ -31,7 +32,7 @@ note "servers without this host's certificate send a REDIRECT"
 for who in operator badca; do
   P=$(free_port)
   bg "fake-$who" $ATK fake "$CERTS/$who" "$P" "tls://127.0.0.1:$TRAP"
-  for i in $(seq 50); do ss -ltn | grep -q ":$P " && break; sleep 0.1; done
+  listening "$P"
   out=$(client "$P" 2>&1) && fail "the client accepted a console server with the $who certificate: $out"
   echo "$who: $out"
   echo "$out" | grep -q "not trusted" || fail "unclear refusal of the $who server: $out"
@@ -41,7 +42,7 @@ done
 note "positive control: a server holding a host certificate of the cluster CA is followed"
 P=$(free_port)
 bg fake-hostc $ATK fake "$CERTS/hostc" "$P" "tls://127.0.0.1:$TRAP"
-for i in $(seq 50); do ss -ltn | grep -q ":$P " && break; sleep 0.1; done
+listening "$P"
 out=$(client "$P" 2>&1)
 echo "hostc: $out"
 echo "$out" | grep -q "the VM moved to tls://127.0.0.1:$TRAP" || fail "the control server's redirect was not read"
