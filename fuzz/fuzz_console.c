@@ -1,9 +1,10 @@
-/* libFuzzer target: everything a console client (or a peer holding sealed console state)
- * can feed sealvm, on an exact-size buffer:
+/* libFuzzer target: everything a console client (or a peer holding sealed console state,
+ * or a snapshot file) can feed sealvm, on an exact-size buffer:
  *  - the frame parser and every frame decoder, both directions (console/proto.h);
  *  - the keyboard input path: KEY frames through the keymap into an i8042 whose queue the
  *    "guest" then drains through its ports, plus raw port writes (commands, arguments);
- *  - a sealed console state opened under a fixed key and validated (console/seal.h, state.h).
+ *  - a sealed console state opened under a fixed key and validated (console/seal.h, state.h);
+ *  - a console key wrapped for an owner (console/wrap.h), opened with a fixed owner key.
  * Invariants: no crash, queue indices in range, a decoded frame lies inside the input. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,7 +14,9 @@
 #include "console/proto.h"
 #include "console/seal.h"
 #include "console/state.h"
+#include "console/wrap.h"
 #include "dev/i8042.h"
+#include "console_seed_key.h"
 
 static void check_i8042(const struct i8042 *k)
 {
@@ -34,7 +37,8 @@ static void frames(const uint8_t *data, size_t size, struct i8042 *k)
 		union {
 			struct cp_hello h;
 			struct cp_key key;
-			struct cp_rfb rfb;
+			struct cp_redirect rd;
+			uint8_t unlock[CPROTO_KEY_LEN];
 			struct cp_welcome w;
 			struct cp_output o;
 			struct cp_screen s;
@@ -57,11 +61,20 @@ static void frames(const uint8_t *data, size_t size, struct i8042 *k)
 				i8042_key_input(k, codes, n);
 			}
 			break;
-		case CP_RFB_OPEN: case CP_RFB_CLOSE: case CP_RFB_CLOSE_S: cp_decode_rfb(&f, false, &u.rfb, &e); break;
-		case CP_RFB_DATA: case CP_RFB_DATA_S:
-			if (cp_decode_rfb(&f, true, &u.rfb, &e) == 0 && u.rfb.data + u.rfb.len > data + size)
+		case CP_REDIRECT:
+			if (cp_decode_redirect(&f, &u.rd, &e) == 0 && strnlen(u.rd.uri, sizeof(u.rd.uri)) > CPROTO_URI_MAX)
 				__builtin_trap();
 			break;
+		case CP_UNLOCK: cp_decode_unlock(&f, u.unlock, &e); break;
+		case CP_PREPARE:
+			if (cp_decode_prepare(&f, u.rd.uri, &e) == 0 && strnlen(u.rd.uri, sizeof(u.rd.uri)) > CPROTO_URI_MAX)
+				__builtin_trap();
+			break;
+		case CP_LOCKED: {
+			uint8_t rcpt[32];
+			console_wrap_parse(f.payload, f.len, rcpt, &e);
+			break;
+		}
 		case CP_WELCOME: cp_decode_welcome(&f, &u.w, &e); break;
 		case CP_OUTPUT: cp_decode_output(&f, &u.o, &e); break;
 		case CP_SCREEN:
@@ -94,22 +107,24 @@ static void frames(const uint8_t *data, size_t size, struct i8042 *k)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct console_state st;
-	static const struct console_key key = { { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-						  17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32 } };
+	static const struct console_key key = CONSOLE_SEED_KEY;
+	static EVP_PKEY *owner;
+	struct console_key unwrapped;
 	struct i8042 k;
 	struct err e = { 0 };
-	uint32_t version;
-	size_t n;
+	int r;
 
+	if (!owner)
+		owner = console_seed_owner();
 	i8042_init(&k, NULL, NULL, NULL);
 	frames(data, size, &k);
 	i8042_destroy(&k);
-	if (console_unseal(&key, data, size, &st, sizeof(st), &version, &n, &e) == 0) {
-		if (n > sizeof(st) || n != size - SEAL_OVERHEAD)
-			__builtin_trap();
-		console_state_validate(&st, &e);
-	} else if (e.code >= 0) {
+	r = console_state_unseal(&key, data, size, &st, &e);
+	if ((r == 0 && console_state_size(&st) != size - SEAL_OVERHEAD) || (r < 0 && e.code >= 0))
 		__builtin_trap();
-	}
+	e.code = 0;
+	r = console_unwrap(data, size, owner, &unwrapped, &e);
+	if (r < 0 && e.code >= 0)
+		__builtin_trap();
 	return 0;
 }

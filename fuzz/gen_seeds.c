@@ -3,7 +3,10 @@
  *                       and DIR/fuzz_control/
  * Stream seeds are valid streams as sealvm writes them (CONFIG for 4 MiB of RAM, PAGES,
  * SERIAL, VCPU and VM states that pass validation, END) behind fuzz_stream's mode byte.
- * Everything is deterministic, so regenerating gives the same files. */
+ * and DIR/fuzz_console/ (frames of protocol version 2, a sealed console state and a
+ * wrapped console key for the seed owner key of console_seed_key.h).
+ * Everything but the last two is deterministic (sealing draws nonces and ephemeral
+ * keys), so regenerating gives the same files. */
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "console/proto.h"
+#include "console/state.h"
+#include "console/wrap.h"
+#include "console_seed_key.h"
 #include "dev/serial.h"
 #include "migrate/proto.h"
 #include "state/pages.h"
@@ -460,6 +467,41 @@ static void outcome_seeds(void)
 	}
 }
 
+static void console_seeds(void)
+{
+	static struct console_state st;
+	static const struct console_key key = CONSOLE_SEED_KEY;
+	static uint8_t sealed[sizeof(st) + SEAL_OVERHEAD];
+	struct cp_hello h = { CPROTO_VERSION, CP_HELLO_RW | CP_HELLO_SCREEN, 0 };
+	struct cp_redirect rd = { 4096, 3, "tls://hostb:7701" };
+	uint8_t buf[512], spki[CONSOLE_SPKI_MAX];
+	EVP_PKEY *owner = console_seed_owner();
+	struct err e = { 0 };
+	size_t n, m;
+
+	n = cp_encode_hello(buf, &h);
+	n += cp_encode_redirect(buf + n, &rd);
+	write_file("fuzz_console", "hello-redirect", buf, n);
+	memset(&st, 0, sizeof(st));
+	st.version = CONSOLE_STATE_VERSION;
+	st.vga.version = VGA_STATE_VERSION;
+	st.kbd.version = I8042_STATE_VERSION;
+	st.kbd.kbd_enabled = 1;
+	make_serial(&st.uart);
+	st.serial_total = 1000;
+	st.scroll_len = 40;
+	memcpy(st.scrollback, "CONSOLE READY\r\nsealvm> HB 1\r\nsealvm> ab", 40);
+	st.input_len = 2;
+	memcpy(st.input, "ab", 2);
+	if (console_seal(&key, CONSOLE_STATE_VERSION, &st, console_state_size(&st), sealed, &n, &e) < 0)
+		die("seal", &e);
+	write_file("fuzz_console", "sealed", sealed, n);
+	if (console_spki(owner, spki, sizeof(spki), &m, &e) < 0 || console_wrap(&key, spki, m, buf, &n, &e) < 0)
+		die("wrap", &e);
+	write_file("fuzz_console", "wrap", buf, n);
+	EVP_PKEY_free(owner);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -482,5 +524,6 @@ int main(int argc, char **argv)
 	sealed_seed("small", 3);
 	sealed_seed("empty", 0);
 	outcome_seeds();
+	console_seeds();
 	return 0;
 }

@@ -36,6 +36,7 @@ struct run_opts {
 	bool serial_set;
 	int cpus;
 	bool cpus_given, mem_given;
+	bool console_fresh;
 };
 
 static void usage(FILE *f)
@@ -64,7 +65,9 @@ static void usage(FILE *f)
 		"  --console tls://ADDR:PORT  the owner's console (serial, screen, keyboard, VNC); needs\n"
 		"                      --tls-dir and --owner-ca; the serial port then belongs to it\n"
 		"  --owner-ca FILE     the VM owner's CA: only its certificates may attach\n"
-		"  --console-others ro|refuse  sessions beyond the one read-write session (default ro)\n\n"
+		"  --console-others ro|refuse  sessions beyond the one read-write session (default ro)\n"
+		"  --console-fresh     with --restore: drop the console state sealed in the snapshot for its\n"
+		"                      owner (the VM then runs at once, with an empty console)\n\n"
 		"trust (see sealvm host init; without --table and --policy: open mode, announced and logged):\n"
 		"  --table FILE        the administrator's signed integrity validation table\n"
 		"  --policy FILE       the administrator's signed migration policy\n"
@@ -103,6 +106,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "reserve", required_argument, NULL, 'R' }, { "reserve-grow", no_argument, NULL, 'G' },
 		{ "table", required_argument, NULL, 'T' },   { "policy", required_argument, NULL, 'P' },
 		{ "tpm", required_argument, NULL, 'M' },     { "label", required_argument, NULL, 'l' },
+		{ "console-fresh", no_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -132,6 +136,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		case 'S': o->state_dir = optarg; break;
 		case 'A': o->allow_from = optarg; break;
 		case 'I': o->insecure = true; break;
+		case 'F': o->console_fresh = true; break;
 		case 'K': o->key_file = optarg; break;
 		case 'T': o->table = optarg; break;
 		case 'P': o->policy = optarg; break;
@@ -198,6 +203,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "--tpm is for trusted mode (with --table and --policy)");
 	if (o->allow_from && !o->incoming)
 		return err_set(e, -EINVAL, "--allow-from only applies to --incoming");
+	if (o->console_fresh && !o->restore)
+		return err_set(e, -EINVAL, "--console-fresh only applies to --restore");
 	if (o->allow_from && (!*o->allow_from || strlen(o->allow_from) > 400))
 		return err_set(e, -EINVAL, "--allow-from needs one or more comma-separated names (at most 400 characters)");
 	return console_check_opts(o, e);
@@ -246,6 +253,50 @@ static void *stdin_thread(void *arg)
 		}
 	}
 	return NULL;
+}
+
+/* Destination, before READY: the incoming VM's console state goes to this host's
+ * console server, or the VM is refused if it has one and this host does not. */
+static int prepare_incoming(void *opaque, struct machine *m, char *addr, size_t len, struct err *e)
+{
+	struct console_server *cs = opaque;
+	int r;
+
+	if (!cs)
+		return machine_ext_pending(m) ? err_set(e, -EPERM, "the VM has an owner's console: this destination must run with --console and --owner-ca")
+					      : 0;
+	r = console_server_bind(cs, m, CONSOLE_INCOMING, e);
+	if (r == 0)
+		snprintf(addr, len, "%s", console_server_uri(cs));
+	return r;
+}
+
+static void discard_incoming(void *opaque, struct machine *m)
+{
+	(void)m;
+	if (opaque)
+		console_server_unbind(opaque);
+}
+
+/* A restored VM whose snapshot sealed its console for the owner. */
+static int restored_console(struct run_opts *o, struct machine *m, struct err *e)
+{
+	struct machine_ext_sec s;
+
+	if (o->console_fresh) {
+		bool any = false;
+		while (machine_take_ext(m, SEC_CONSOLE, &s) || machine_take_ext(m, SEC_CONSOLE_KEY, &s) ||
+		       machine_take_ext(m, SEC_CONSOLE_WRAP, &s)) {
+			machine_ext_sec_free(&s);
+			any = true;
+		}
+		fprintf(stderr, "sealvm: --console-fresh: %s\n", any ? "the console state sealed for the VM's owner is dropped"
+								     : "the snapshot held no console state");
+		return 0;
+	}
+	if (machine_ext_pending(m) && !o->console.uri)
+		return err_set(e, -EPERM, "the snapshot holds the VM owner's console: restore it with --console and --owner-ca (the VM waits for the owner to attach), or drop that state with --console-fresh");
+	return 0;
 }
 
 static int exit_code(struct machine *m)
@@ -310,14 +361,24 @@ int cmd_run(int argc, char **argv)
 	ctx.key_file = o.key_file;
 	ctx.trust = trust;
 	ctx.labels = o.labels;
-	if (o.control)
+	/* the console listens before there is a VM: an incoming one arrives with its console loaded */
+	if (o.console.uri) {
+		o.console.policy = run_console_audit;
+		o.console.policy_ctx = trust;
+		r = console_server_start(&o.console, &console, &e);
+		if (r == 0)
+			fprintf(stderr, "sealvm: owner's console on port %d\n", console_server_port(console));
+	}
+	if (r == 0 && o.control)
 		r = ctl_server_start(o.control, vmm_handle, &ctx, &ctl, &e);
 	if (r == 0 && o.incoming) {
 		struct incoming_params ip = { .uri = o.incoming, .tls_dir = o.tls_dir, .serial_fd = serial_fd,
 					      .max_ram = o.mem_limit, .timeout_ms = 30000, .hello_timeout_ms = 10000,
 					      .commit_timeout_ms = 30000, .linger_ms = 5000,
 					      .allow_from = o.allow_from, .insecure = o.insecure, .sd = &sd,
-					      .trust = trust, .reserve_grow = o.reserve_grow };
+					      .trust = trust, .reserve_grow = o.reserve_grow,
+					      .prepare = prepare_incoming, .discard = discard_incoming,
+					      .hook_opaque = console };
 		/* populating runs in the background: the listener is up at once */
 		if (o.reserve && (r = ram_reserve_start(&reserve, o.reserve, &e)) == 0)
 			ip.reserve = &reserve;
@@ -346,6 +407,8 @@ int cmd_run(int argc, char **argv)
 			fprintf(stderr, "sealvm: restored %s: %llu pages in %.1f ms (%.2f GB/s read)\n",
 				o.restore, (unsigned long long)st.pages.data_pages, (double)st.ns / 1e6,
 				st.ns ? (double)st.bytes / (double)st.ns : 0.0);
+		if (r == 0 && (r = restored_console(&o, &m, &e)) < 0)
+			machine_destroy(&m);
 	} else if (r == 0 && o.kernel) {
 		r = machine_init(&m, o.mem, o.cpus, serial_fd, &e);
 		if (r == 0 && (r = machine_boot(&m, o.kernel, o.cmdline, &e)) < 0)
@@ -356,13 +419,8 @@ int cmd_run(int argc, char **argv)
 			incoming_labels(in, &ctx.labels);
 	}
 	built = r == 0;
-	if (r == 0 && o.console.uri) {
-		o.console.policy = run_console_audit;
-		o.console.policy_ctx = trust;
-		r = console_server_start(&m, &o.console, &console, &e);
-		if (r == 0)
-			fprintf(stderr, "sealvm: owner's console on port %d\n", console_server_port(console));
-	}
+	if (r == 0 && console && !o.incoming)
+		r = console_server_bind(console, &m, o.restore ? CONSOLE_RESTORE : CONSOLE_BOOT, &e);
 	if (r == 0 && !o.incoming)
 		r = machine_start(&m, &e);
 	if (r < 0) {

@@ -46,7 +46,7 @@ int cp_decode_hello(const struct cproto_frame *f, struct cp_hello *h, struct err
 	if (h->version != CPROTO_VERSION)
 		return err_set(e, -EPROTO, "console protocol version %u not supported (this sealvm speaks %u)",
 			       h->version, CPROTO_VERSION);
-	if (h->flags & ~CP_HELLO_RW)
+	if (h->flags & ~(CP_HELLO_RW | CP_HELLO_SCREEN))
 		return err_set(e, -EPROTO, "console HELLO: unknown flags 0x%x", h->flags);
 	return 0;
 }
@@ -69,15 +69,46 @@ int cp_decode_key(const struct cproto_frame *f, struct cp_key *k, struct err *e)
 	return 0;
 }
 
-int cp_decode_rfb(const struct cproto_frame *f, bool with_data, struct cp_rfb *r, struct err *e)
+/* A console address as this protocol carries it: tls://HOST:PORT, printable, bounded. */
+static int check_uri(const uint8_t *p, size_t n, struct err *e)
 {
-	if (f->len < 4 || (!with_data && f->len != 4) || (with_data && f->len == 4))
-		return err_set(e, -EPROTO, "console RFB frame of %u bytes", f->len);
-	r->id = get_be32(f->payload);
-	if (r->id >= CPROTO_RFB_MAX_ID)
-		return err_set(e, -EPROTO, "console RFB stream id %u (at most %u)", r->id, CPROTO_RFB_MAX_ID - 1);
-	r->data = f->payload + 4;
-	r->len = f->len - 4;
+	size_t i;
+
+	if (n < 8 || n > CPROTO_URI_MAX || memcmp(p, "tls://", 6))
+		return err_set(e, -EPROTO, "console address of %zu bytes is not tls://HOST:PORT", n);
+	for (i = 0; i < n; i++)
+		if (p[i] <= 0x20 || p[i] >= 0x7f)
+			return err_set(e, -EPROTO, "console address has a non-printable byte");
+	return 0;
+}
+
+int cp_decode_redirect(const struct cproto_frame *f, struct cp_redirect *r, struct err *e)
+{
+	if (f->len < 16)
+		return err_set(e, -EPROTO, "console REDIRECT of %u bytes", f->len);
+	r->total = get_be64(f->payload);
+	r->input_frames = get_be64(f->payload + 8);
+	if (check_uri(f->payload + 16, f->len - 16, e) < 0)
+		return -EPROTO;
+	memcpy(r->uri, f->payload + 16, f->len - 16);
+	r->uri[f->len - 16] = 0;
+	return 0;
+}
+
+int cp_decode_prepare(const struct cproto_frame *f, char *uri, struct err *e)
+{
+	if (check_uri(f->payload, f->len, e) < 0)
+		return -EPROTO;
+	memcpy(uri, f->payload, f->len);
+	uri[f->len] = 0;
+	return 0;
+}
+
+int cp_decode_unlock(const struct cproto_frame *f, uint8_t key[CPROTO_KEY_LEN], struct err *e)
+{
+	if (want_len(f, CPROTO_KEY_LEN, "UNLOCK", e))
+		return -EPROTO;
+	memcpy(key, f->payload, CPROTO_KEY_LEN);
 	return 0;
 }
 
@@ -165,9 +196,22 @@ size_t cp_encode_key(uint8_t *buf, const struct cp_key *k)
 	return CPROTO_HDR + 5;
 }
 
-size_t cp_encode_u32(uint8_t *buf, uint8_t type, uint32_t v)
+size_t cp_encode_redirect(uint8_t *buf, const struct cp_redirect *r)
 {
-	cproto_header(buf, type, 4);
-	put_be32(buf + 8, v);
-	return CPROTO_HDR + 4;
+	size_t n = strnlen(r->uri, CPROTO_URI_MAX);
+
+	cproto_header(buf, CP_REDIRECT, (uint32_t)(16 + n));
+	put_be64(buf + 8, r->total);
+	put_be64(buf + 16, r->input_frames);
+	memcpy(buf + 24, r->uri, n);
+	return CPROTO_HDR + 16 + n;
+}
+
+size_t cp_encode_prepare(uint8_t *buf, const char *uri)
+{
+	size_t n = strnlen(uri, CPROTO_URI_MAX);
+
+	cproto_header(buf, CP_PREPARE, (uint32_t)n);
+	memcpy(buf + CPROTO_HDR, uri, n);
+	return CPROTO_HDR + n;
 }

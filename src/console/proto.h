@@ -8,15 +8,21 @@
  *           u64 from (serial offset)         OUTPUT  u64 offset, bytes (serial output)
  *   INPUT   bytes (to the serial port)       SCREEN  u16 rows, cols, cursor row, col, u8 on,
  *   KEY     u32 keysym, u8 down                      3 pad, rows*cols u16 cells (LE)
- *   SCREEN  (empty: asks for one)            RFB_DATA / RFB_CLOSE as the client's
- *   RFB_OPEN u32 id                          ERROR   text (then the server closes)
- *   RFB_DATA u32 id, bytes                   REDIRECT reserved (migration, phase 2)
- *   RFB_CLOSE u32 id
+ *   SCREEN  (empty: asks for one)            LOCKED  the console key wrapped for the owner
+ *   UNLOCK  the console key (32 bytes)               (console/wrap.h): a restored snapshot
+ *                                            PREPARE tls://HOST:PORT (a hint: the VM is about to
+ *                                                    move there; a client may connect ahead)
+ *                                            REDIRECT u64 serial total, u64 input frames taken,
+ *                                                    tls://HOST:PORT (the VM moved there)
+ *                                            ERROR   text (then the server closes)
  *
  * Serial output is numbered: byte k of everything the guest ever wrote to the serial
  * console has offset k, so a client that reconnects asks for what it has not seen
- * (HELLO.from) and gets each byte exactly once. RFB_* carry a VNC (RFB) stream for one
- * local viewer, by id, to the server's libvncserver. Every field is checked by the
+ * (HELLO.from) and gets each byte exactly once. HELLO flag SCREEN subscribes to the
+ * text screen: a SCREEN frame now and whenever it changes (the client renders it, e.g.
+ * for its local VNC viewers). INPUT and KEY frames are counted; REDIRECT says how many
+ * of this session's the server took, so a client following the VM to its new host sends
+ * the rest there and no keystroke is lost or doubled. Every field is checked by the
  * decoders below; everything else is refused. */
 #ifndef SEALVM_CONSOLE_PROTO_H
 #define SEALVM_CONSOLE_PROTO_H
@@ -27,30 +33,30 @@
 
 #include "util/err.h"
 
-#define CPROTO_VERSION 1
+#define CPROTO_VERSION 2
 #define CPROTO_HDR 8
 #define CPROTO_MAX 65536
 #define CPROTO_INPUT_MAX 4096
-#define CPROTO_RFB_MAX_ID 64
+#define CPROTO_URI_MAX 300
+#define CPROTO_KEY_LEN 32
 
 enum cproto_type {
 	CP_HELLO = 0x01,
 	CP_INPUT = 0x02,
 	CP_KEY = 0x03,
 	CP_SCREEN_REQ = 0x04,
-	CP_RFB_OPEN = 0x05,
-	CP_RFB_DATA = 0x06,
-	CP_RFB_CLOSE = 0x07,
+	CP_UNLOCK = 0x08,
 	CP_WELCOME = 0x81,
 	CP_OUTPUT = 0x82,
 	CP_SCREEN = 0x83,
-	CP_RFB_DATA_S = 0x86,
-	CP_RFB_CLOSE_S = 0x87,
+	CP_LOCKED = 0x84,
 	CP_ERROR = 0x8f,
 	CP_REDIRECT = 0x90,
+	CP_PREPARE = 0x91,
 };
 
 #define CP_HELLO_RW 0x1u          /* HELLO.flags: asks for the read-write session */
+#define CP_HELLO_SCREEN 0x2u      /* HELLO.flags: push the screen whenever it changes */
 enum cproto_mode { CP_MODE_RW = 1, CP_MODE_RO = 2 };
 
 struct cproto_frame {
@@ -68,7 +74,7 @@ void cproto_header(uint8_t hdr[CPROTO_HDR], uint8_t type, uint32_t len);
 struct cp_hello { uint32_t version, flags; uint64_t from; };
 struct cp_welcome { uint32_t version, mode; uint64_t from, total; };
 struct cp_key { uint32_t keysym; bool down; };
-struct cp_rfb { uint32_t id; const uint8_t *data; size_t len; };
+struct cp_redirect { uint64_t total, input_frames; char uri[CPROTO_URI_MAX + 1]; };
 struct cp_output { uint64_t offset; const uint8_t *data; size_t len; };
 struct cp_screen {
 	uint16_t rows, cols, cursor_row, cursor_col;
@@ -80,7 +86,10 @@ struct cp_screen {
 int cp_decode_hello(const struct cproto_frame *f, struct cp_hello *h, struct err *e);
 int cp_decode_input(const struct cproto_frame *f, struct err *e);
 int cp_decode_key(const struct cproto_frame *f, struct cp_key *k, struct err *e);
-int cp_decode_rfb(const struct cproto_frame *f, bool with_data, struct cp_rfb *r, struct err *e);
+int cp_decode_redirect(const struct cproto_frame *f, struct cp_redirect *r, struct err *e);
+/* PREPARE: the address into uri[CPROTO_URI_MAX + 1]. */
+int cp_decode_prepare(const struct cproto_frame *f, char *uri, struct err *e);
+int cp_decode_unlock(const struct cproto_frame *f, uint8_t key[CPROTO_KEY_LEN], struct err *e);
 int cp_decode_welcome(const struct cproto_frame *f, struct cp_welcome *w, struct err *e);
 int cp_decode_output(const struct cproto_frame *f, struct cp_output *o, struct err *e);
 int cp_decode_screen(const struct cproto_frame *f, struct cp_screen *s, struct err *e);
@@ -91,7 +100,8 @@ void cp_decode_error(const struct cproto_frame *f, char *buf, size_t len);
 size_t cp_encode_hello(uint8_t *buf, const struct cp_hello *h);
 size_t cp_encode_welcome(uint8_t *buf, const struct cp_welcome *w);
 size_t cp_encode_key(uint8_t *buf, const struct cp_key *k);
-size_t cp_encode_u32(uint8_t *buf, uint8_t type, uint32_t v);
+size_t cp_encode_redirect(uint8_t *buf, const struct cp_redirect *r);
+size_t cp_encode_prepare(uint8_t *buf, const char *uri);
 
 static inline void put_be32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
 static inline void put_be64(uint8_t *p, uint64_t v) { put_be32(p, (uint32_t)(v >> 32)); put_be32(p + 4, (uint32_t)v); }

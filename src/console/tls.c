@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
@@ -12,6 +14,14 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+void ctls_nodelay(int fd)
+{
+	int one = 1;
+
+	/* small frames (a keystroke, a HELLO) must not wait for a delayed ACK */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
 
 const char *ctls_reason(char *buf, size_t len)
 {
@@ -143,9 +153,25 @@ int ctls_connect(SSL_CTX *ctx, const char *host, const char *port, int timeout_m
 		freeaddrinfo(ai);
 		return err_sys(e, -errno, "socket");
 	}
+	ctls_nodelay(fd);
 	r = connect(fd, ai->ai_addr, ai->ai_addrlen);
 	freeaddrinfo(ai);
-	if (r < 0 && errno != EINPROGRESS) {
+	if (r < 0 && errno == EINPROGRESS) {
+		/* a refused connection is not a failed handshake: a follower retries the one */
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int soerr = 0;
+		socklen_t sl = sizeof(soerr);
+		long left = ms_left(&end);
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+			r = err_set(e, -ETIMEDOUT, "cannot connect to %s:%s: timed out", host, port);
+			goto fail;
+		}
+		getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+		r = soerr ? -1 : 0;
+		errno = soerr;
+	}
+	if (r < 0) {
 		r = err_sys(e, -errno, "cannot connect to %s:%s", host, port);
 		goto fail;
 	}

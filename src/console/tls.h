@@ -19,6 +19,8 @@ int ctls_connect(SSL_CTX *ctx, const char *host, const char *port, int timeout_m
 		 struct err *e);
 /* The last OpenSSL error as text, and clears the queue. */
 const char *ctls_reason(char *buf, size_t len);
+/* TCP_NODELAY: console frames are small and latency-bound. */
+void ctls_nodelay(int fd);
 /* Splits "tls://HOST:PORT" (HOST may be [IPv6]). */
 int ctls_parse_uri(const char *uri, char *host, size_t hostlen, char *port, size_t portlen, struct err *e);
 

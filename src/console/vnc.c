@@ -6,15 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "console/keymap.h"
 #include "console/render.h"
-#include "vmm/machine.h"
 
 #define PENDING_MAX 8
 #define REFRESH_US 20000   /* the screen is compared 50 times a second */
 
 struct console_vnc {
-	struct machine *m;
+	struct console_vnc_src src;
 	rfbScreenInfoPtr screen;
 	struct font font;
 	pthread_t thread;
@@ -29,16 +27,9 @@ struct console_vnc {
 static void on_key(rfbBool down, rfbKeySym sym, rfbClientPtr cl)
 {
 	struct console_vnc *v = cl->screen->screenData;
-	uint8_t codes[4];
-	size_t n = keymap_scancodes((uint32_t)sym, down, codes);
-	int tries;
 
 	/* libvncserver already drops keys of view-only clients. */
-	for (tries = 0; n && tries < 50; tries++) {
-		if (i8042_key_input(&v->m->kbd, codes, n) == n)
-			return;
-		usleep(2000); /* queue full: the guest reads it within a few ms */
-	}
+	v->src.key(v->src.opaque, (uint32_t)sym, down);
 }
 
 /* Redraws the cells that changed since the last look and tells libvncserver where. */
@@ -48,7 +39,8 @@ static void refresh(struct console_vnc *v)
 	uint32_t *fb = (uint32_t *)v->screen->frameBuffer;
 	int r, c;
 
-	vga_read_screen(&v->m->vga, &now);
+	if (!v->src.screen(v->src.opaque, &now))
+		return;
 	for (r = 0; r < VGA_ROWS; r++) {
 		int first = -1, last = -1;
 		for (c = 0; c < VGA_COLS; c++) {
@@ -94,7 +86,7 @@ static void *vnc_thread(void *arg)
 	return NULL;
 }
 
-int console_vnc_start(struct machine *m, struct console_vnc **out, struct err *e)
+int console_vnc_start(const struct console_vnc_src *src, struct console_vnc **out, struct err *e)
 {
 	const char *font = getenv("SEALVM_CONSOLE_FONT");
 	struct console_vnc *v = calloc(1, sizeof(*v));
@@ -107,7 +99,7 @@ int console_vnc_start(struct machine *m, struct console_vnc **out, struct err *e
 		free(v);
 		return r;
 	}
-	v->m = m;
+	v->src = *src;
 	pthread_mutex_init(&v->lock, NULL);
 	rfbLogEnable(0);
 	v->screen = rfbGetScreen(&argc, NULL, RENDER_W, RENDER_H, 8, 3, 4);
@@ -117,7 +109,7 @@ int console_vnc_start(struct machine *m, struct console_vnc **out, struct err *e
 	}
 	v->screen->frameBuffer = calloc(RENDER_W * RENDER_H, 4);
 	v->screen->desktopName = "sealvm console";
-	v->screen->port = 0;          /* no listening socket: viewers come through the owner's session */
+	v->screen->port = 0;          /* no listening socket: the client accepts viewers */
 	v->screen->ipv6port = 0;
 	v->screen->autoPort = FALSE;
 	v->screen->httpDir = NULL;

@@ -231,6 +231,13 @@ void serial_save(struct serial *u, struct serial_state *out)
 	memset(out->pad, 0, sizeof(out->pad));
 }
 
+void serial_state_scrub(struct serial_state *s)
+{
+	explicit_bzero(s->rx, sizeof(s->rx));
+	s->rx_head = s->rx_count = 0;
+	s->lsr &= (uint8_t)~LSR_DR;
+}
+
 int serial_state_validate(const struct serial_state *in, struct err *e)
 {
 	if (in->version != SERIAL_STATE_VERSION)

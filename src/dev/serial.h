@@ -50,6 +50,9 @@ void serial_set_sink(struct serial *u, serial_sink_fn sink, void *opaque);
 size_t serial_input(struct serial *u, const uint8_t *buf, size_t len);
 
 void serial_save(struct serial *u, struct serial_state *out);
+/* Drops the bytes waiting in the receive FIFO (typed input) from a saved state, for
+ * a copy that must not carry console plaintext: registers stay, the FIFO is empty. */
+void serial_state_scrub(struct serial_state *s);
 /* Checks a saved state: version, FIFO indices, line status. */
 int serial_state_validate(const struct serial_state *in, struct err *e);
 /* Validates and loads a saved state; drives the IRQ line to match it. */

@@ -513,8 +513,8 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 	struct pool_conn *c0;
 	struct rx *x;
 	uint8_t nonce[MIG_NONCE_LEN];
-	char why[200];
-	bool inited = false, started = false, admitted = false;
+	char why[200], console[300] = "";
+	bool inited = false, started = false, admitted = false, prepared = false;
 	double cpu0;
 	uint64_t t;
 	int r;
@@ -587,6 +587,10 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 	 * start their threads (parked), and write the COMMITTED decision ahead */
 	if (r == 0)
 		r = machine_load_commit(m, &ld, e);
+	if (r == 0 && in->p.prepare) {
+		r = in->p.prepare(in->p.hook_opaque, m, console, sizeof(console), e);
+		prepared = r == 0;
+	}
 	ready.load_ns = now_ns() - t;
 	/* the capacity promised is real before READY: the VM's part of a reservation is populated */
 	if (r == 0 && in->p.reserve && in->p.reserve->taken)
@@ -617,7 +621,9 @@ int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e)
 		goto out_rx;
 	}
 	ready.pages_received = rx_pages(x);
-	r = send_rec(c0, SEC_READY, &ready, sizeof(ready), "trickle-ready", e);
+	r = console[0] ? pool_conn_send(c0, SEC_CONSOLE_ADDR, console, strlen(console), e) : 0;
+	if (r == 0)
+		r = send_rec(c0, SEC_READY, &ready, sizeof(ready), "trickle-ready", e);
 	if (r == 0)
 		r = hand_over(in, m, c0, &prep, cpu0, e);
 	else
@@ -638,6 +644,8 @@ out:
 		mig_audit(in->p.trust, "migrate-abort", in->id, "destination", in->src_name, e->msg);
 	if (r < 0) {
 		set_phase(in, IN_FAILED);
+		if (prepared && in->p.discard)
+			in->p.discard(in->p.hook_opaque, m);
 		if (inited)
 			machine_destroy(m); /* stops the parked vCPU thread: the copy never ran */
 		(void)started;

@@ -126,6 +126,13 @@ struct incoming_params {
 	struct trust_ctx *trust;    /* attestation, policy and audit (NULL: open mode, nothing recorded) */
 	struct ram_reserve *reserve; /* memory made ready ahead (--reserve), or NULL */
 	bool reserve_grow;          /* admit a VM larger than the reservation (the rest faults in) */
+	/* Before READY, with the VM loaded but not running: the part above that owns
+	 * extension state (the owner's console) takes it, or refuses the VM; addr gets
+	 * where that console listens ("" for none), sent to the source for its clients.
+	 * discard gives the machine back if the VM is then thrown away. */
+	int (*prepare)(void *opaque, struct machine *m, char *addr, size_t len, struct err *e);
+	void (*discard)(void *opaque, struct machine *m);
+	void *hook_opaque;
 };
 
 struct incoming;

@@ -157,13 +157,13 @@ static int expect(struct src *s, uint32_t want, void *buf, size_t len, struct er
 	return lane_expect(&s->lanes[0], want, buf, len, e);
 }
 
-static int lane_expect(struct lane *l, uint32_t want, void *buf, size_t len, struct err *e)
+/* The rest of lane_expect, once the header is read. */
+static int lane_expect_body(struct lane *l, const struct sec_hdr *hp, uint32_t want, void *buf, size_t len,
+			    struct err *e)
 {
-	struct sec_hdr h;
-	int r = sec_read_hdr(&l->r, &h, e);
+	struct sec_hdr h = *hp;
+	int r;
 
-	if (r < 0)
-		return r;
 	if (h.id == SEC_ABORT) {
 		struct mig_abort a;
 		r = sec_read_exact(&l->r, &h, &a, sizeof(a), e);
@@ -175,6 +175,57 @@ static int lane_expect(struct lane *l, uint32_t want, void *buf, size_t len, str
 	if (h.id != want)
 		return err_set(e, -EPROTO, "destination sent %s, expected %s", sec_name(h.id), sec_name(want));
 	return sec_read_exact(&l->r, &h, buf, len, e);
+}
+
+static int lane_expect(struct lane *l, uint32_t want, void *buf, size_t len, struct err *e)
+{
+	struct sec_hdr h;
+	int r = sec_read_hdr(&l->r, &h, e);
+
+	return r < 0 ? r : lane_expect_body(l, &h, want, buf, len, e);
+}
+
+/* The destination's console address (tls://HOST:PORT; an empty HOST means the host
+ * this migration reached), for the VM's console clients to follow it there. */
+static int console_addr(struct src *s, const struct sec_hdr *h, struct err *e)
+{
+	char a[512], full[300];
+	const char *host = strstr(s->p->uri, "://"), *port;
+	size_t i;
+	int r;
+
+	if (h->len < 8 || h->len >= sizeof(a))
+		return err_set(e, -EPROTO, "destination console address of %llu bytes", (unsigned long long)h->len);
+	r = sec_read_exact(s->r, h, a, h->len, e);
+	if (r < 0)
+		return r;
+	a[h->len] = 0;
+	for (i = 0; i < h->len; i++)
+		if (a[i] <= 0x20 || a[i] >= 0x7f)
+			return err_set(e, -EPROTO, "destination console address is not printable");
+	if (strncmp(a, "tls://", 6))
+		return err_set(e, -EPROTO, "destination console address is not tls://HOST:PORT");
+	port = strrchr(s->p->uri, ':');
+	if (a[6] == ':' && host && port && port > host + 3)
+		snprintf(full, sizeof(full), "tls://%.*s%s", (int)(port - host - 3), host + 3, a + 6);
+	else
+		snprintf(full, sizeof(full), "%s", a);
+	machine_set_successor(s->m, full);
+	return 0;
+}
+
+/* READY, after the destination's console address when it has a console. */
+static int expect_ready(struct src *s, struct mig_ready *ready, struct err *e)
+{
+	struct sec_hdr h;
+	int r = sec_read_hdr(s->r, &h, e);
+
+	if (r == 0 && h.id == SEC_CONSOLE_ADDR) {
+		r = console_addr(s, &h, e);
+		if (r == 0)
+			r = sec_read_hdr(s->r, &h, e);
+	}
+	return r < 0 ? r : lane_expect_body(&s->lanes[0], &h, SEC_READY, ready, sizeof(*ready), e);
 }
 
 static int lane_send(struct lane *l, uint32_t id, const void *buf, size_t len, bool flush, struct err *e)
@@ -689,7 +740,7 @@ static int stop_and_copy(struct src *s, uint64_t left, struct err *e)
 	progress(s, "stop-and-copy");
 	r = send_round(s, s->rep->rounds, n, true, e);
 	if (r == 0)
-		r = machine_save_state(m, s->w, e);
+		r = machine_save_state(m, s->w, chan_kind(s->ch) == CHAN_TLS ? SAVE_MIGRATION : SAVE_MIGRATION_INSECURE, e);
 	for (i = s->nlanes - 1; r == 0 && i >= 0; i--) {
 		struct lane *l = &s->lanes[i];
 		r = sec_write_end(&l->w, l->ps.data_pages + l->ps.markers, e);
@@ -813,7 +864,7 @@ static int handover(struct src *s, struct err *e)
 	int r;
 
 	progress(s, "verify");
-	r = expect(s, SEC_READY, &ready, sizeof(ready), e);
+	r = expect_ready(s, &ready, e);
 	watchdog_disarm(&s->wd);
 	if (r < 0)
 		return why_interrupted(s, r, e);
@@ -851,6 +902,7 @@ static int handover(struct src *s, struct err *e)
 		return s->rep->result == MIGRATE_COMMITTED ? 0 : -ECONNABORTED;
 	}
 	s->t_ack = now_ns(); /* downtime ends here, not after our own clean-up */
+	machine_handed_over(s->m); /* the console's clients follow now, not after our clean-up */
 	s->rep->dest_resume_ns = ack.resume_ns;
 	s->rep->dest_cpu_s = (double)ack.cpu_ns / 1e9;
 	s->rep->result = MIGRATE_COMMITTED;
@@ -898,6 +950,9 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		return err_set(e, -EINVAL,
 			       "%s would send the VM unencrypted and unauthenticated: use tls://, or add --insecure if that is really what you want",
 			       p->uri);
+	if (!strncmp(p->uri, "tcp://", 6) && machine_has_ext(m))
+		return err_set(e, -EPERM, "the VM's owner console travels only inside TLS: migrate it to tls://, never tcp://");
+	machine_set_successor(m, "");
 	rep->paused_vm = s.paused_vm;
 	s.bitmap = calloc((m->vm.ram_pages + 63) / 64, sizeof(uint64_t));
 	s.idx = malloc(m->vm.ram_pages * sizeof(uint64_t));

@@ -18,6 +18,9 @@ static const struct sec_info infos[SEC_ID_MAX] = {
 	[SEC_VM] = { "VM", 1, 16 * 1024 },
 	[SEC_SERIAL] = { "SERIAL", 1, 256 },
 	[SEC_END] = { "END", END_VERSION, sizeof(struct sec_end_payload) },
+	[SEC_CONSOLE] = { "CONSOLE", 1, 256 * 1024 },
+	[SEC_CONSOLE_KEY] = { "CONSOLE_KEY", 1, 64 },
+	[SEC_CONSOLE_WRAP] = { "CONSOLE_WRAP", 1, 4096 },
 	[SEC_HELLO] = { "HELLO", 3, 4096 },      /* version = migration protocol version */
 	[SEC_HELLO_ACK] = { "HELLO_ACK", 1, 4096 },
 	[SEC_READY] = { "READY", 1, 256 },
@@ -31,6 +34,7 @@ static const struct sec_info infos[SEC_ID_MAX] = {
 	[SEC_SYNC] = { "SYNC", 1, 64 },
 	[SEC_SYNC_ACK] = { "SYNC_ACK", 1, 64 },
 	[SEC_OUTCOME] = { "OUTCOME", 1, 1024 },
+	[SEC_CONSOLE_ADDR] = { "CONSOLE_ADDR", 1, 512 },
 };
 
 const char *sec_name(uint32_t id)

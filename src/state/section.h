@@ -29,6 +29,12 @@ enum sec_id {
 	SEC_VM = 4,       /* irqchip, PIT, clock */
 	SEC_SERIAL = 5,
 	SEC_END = 6,      /* counts and transcript: the stream is complete */
+	/* the owner's console (console/migrate.h): its state sealed under a console key,
+	 * and that key, either raw (migration: only inside TLS) or wrapped for the owner
+	 * (snapshot files) */
+	SEC_CONSOLE = 7,
+	SEC_CONSOLE_KEY = 8,
+	SEC_CONSOLE_WRAP = 9,
 	SEC_LABELS = 12,  /* snapshot: the VM's labels (JSON), right after CONFIG */
 	/* migration control records */
 	SEC_HELLO = 16,
@@ -43,6 +49,7 @@ enum sec_id {
 	SEC_SYNC = 25,    /* source: tell me when everything sent so far is applied */
 	SEC_SYNC_ACK = 26,
 	SEC_OUTCOME = 27, /* answer to an outcome query */
+	SEC_CONSOLE_ADDR = 29, /* destination, before READY: where its owner's console listens */
 	SEC_ID_MAX = 32,
 };
 

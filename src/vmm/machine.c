@@ -69,6 +69,7 @@ int machine_init_in(struct machine *m, uint64_t ram_size, int nr_vcpus, int seri
 		return err_set(e, -EINVAL, "%d vCPUs: sealvm runs 1 to %d", nr_vcpus, VM_MAX_VCPUS);
 	}
 	pthread_mutex_init(&m->lock, NULL);
+	pthread_mutex_init(&m->ext_lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = kick_handler; /* no SA_RESTART: KVM_RUN must return EINTR */
@@ -113,6 +114,7 @@ int machine_init_in(struct machine *m, uint64_t ram_size, int nr_vcpus, int seri
 fail_sync:
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);
+	pthread_mutex_destroy(&m->ext_lock);
 	return r;
 }
 
@@ -120,6 +122,8 @@ void machine_destroy(struct machine *m)
 {
 	int i;
 
+	for (i = 0; i < MACHINE_EXT_SECTIONS; i++)
+		machine_ext_sec_free(&m->ext_in[i]);
 	machine_stop(m, STOP_QUIT, 0, NULL);
 	for (i = 0; i < m->nr_vcpus; i++) {
 		struct vcpu_runner *c = &m->cpus[i];
@@ -139,6 +143,7 @@ void machine_destroy(struct machine *m)
 	vga_destroy(&m->vga);
 	pthread_cond_destroy(&m->cond);
 	pthread_mutex_destroy(&m->lock);
+	pthread_mutex_destroy(&m->ext_lock);
 }
 
 /* Creates vCPUs 0..nr_vcpus-1, fresh (never run: KVM takes CPUID only before the first run). */
@@ -403,8 +408,14 @@ void machine_pause(struct machine *m, unsigned holder)
 
 void machine_resume(struct machine *m, unsigned holder)
 {
+	bool thaw;
+
 	pthread_mutex_lock(&m->lock);
 	m->held &= ~holder;
+	/* a save froze the extension's input; the VM stays here after all */
+	thaw = m->ext_saved && !(m->held & (PAUSE_MIGRATION | PAUSE_SNAPSHOT)) && m->state != MACHINE_STOPPED;
+	if (thaw)
+		m->ext_saved = false;
 	if (m->state == MACHINE_PAUSED && !m->held) {
 		release_clocks(m);
 		m->state = MACHINE_RUNNING;
@@ -412,6 +423,12 @@ void machine_resume(struct machine *m, unsigned holder)
 		pthread_cond_broadcast(&m->cond);
 	}
 	pthread_mutex_unlock(&m->lock);
+	if (thaw) {
+		pthread_mutex_lock(&m->ext_lock);
+		if (m->ext && m->ext->thaw)
+			m->ext->thaw(m->ext_opaque);
+		pthread_mutex_unlock(&m->ext_lock);
+	}
 }
 
 unsigned machine_held(struct machine *m)
@@ -426,7 +443,7 @@ unsigned machine_held(struct machine *m)
 
 const char *pause_holder_names(unsigned held, char *buf, size_t len)
 {
-	static const char *const names[] = { "operator", "migration", "throttle", "snapshot", "incoming" };
+	static const char *const names[] = { "operator", "migration", "throttle", "snapshot", "incoming", "console" };
 	size_t i, n = 0;
 
 	if (len)
@@ -440,6 +457,9 @@ const char *pause_holder_names(unsigned held, char *buf, size_t len)
 
 void machine_stop(struct machine *m, enum machine_stop_reason why, int status, const char *msg)
 {
+	/* tell the extension before anyone waiting for the stop can tear it down */
+	if (why == STOP_MIGRATED)
+		machine_handed_over(m);
 	pthread_mutex_lock(&m->lock);
 	if (m->stop_reason == STOP_NONE) {
 		m->stop_reason = why;
@@ -490,6 +510,87 @@ const char *machine_state_name(enum machine_run_state s)
 	return "unknown";
 }
 
+void machine_set_ext(struct machine *m, const struct machine_ext_ops *ops, void *opaque)
+{
+	pthread_mutex_lock(&m->ext_lock);
+	m->ext = ops;
+	m->ext_opaque = ops ? opaque : NULL;
+	pthread_mutex_unlock(&m->ext_lock);
+	pthread_mutex_lock(&m->lock);
+	m->ext_saved = false;
+	pthread_mutex_unlock(&m->lock);
+}
+
+bool machine_has_ext(struct machine *m)
+{
+	bool r;
+
+	pthread_mutex_lock(&m->ext_lock);
+	r = m->ext != NULL;
+	pthread_mutex_unlock(&m->ext_lock);
+	return r;
+}
+
+void machine_set_successor(struct machine *m, const char *console_addr)
+{
+	pthread_mutex_lock(&m->lock);
+	snprintf(m->successor, sizeof(m->successor), "%s", console_addr ? console_addr : "");
+	m->ext_told_moved = false;
+	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_lock(&m->ext_lock);
+	if (console_addr && *console_addr && m->ext && m->ext->moving)
+		m->ext->moving(m->ext_opaque, console_addr);
+	pthread_mutex_unlock(&m->ext_lock);
+}
+
+void machine_handed_over(struct machine *m)
+{
+	char addr[sizeof(m->successor)];
+	bool first;
+
+	pthread_mutex_lock(&m->lock);
+	first = m->stop_reason == STOP_NONE && !m->ext_told_moved;
+	m->ext_told_moved = true;
+	memcpy(addr, m->successor, sizeof(addr));
+	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_lock(&m->ext_lock);
+	if (first && m->ext && m->ext->handed_over)
+		m->ext->handed_over(m->ext_opaque, addr);
+	pthread_mutex_unlock(&m->ext_lock);
+}
+
+void machine_ext_sec_free(struct machine_ext_sec *s)
+{
+	if (s->data) {
+		explicit_bzero(s->data, s->len); /* a console key may be among them */
+		free(s->data);
+	}
+	memset(s, 0, sizeof(*s));
+}
+
+bool machine_take_ext(struct machine *m, uint32_t id, struct machine_ext_sec *out)
+{
+	int i;
+
+	for (i = 0; i < MACHINE_EXT_SECTIONS; i++)
+		if (m->ext_in[i].data && m->ext_in[i].id == id) {
+			*out = m->ext_in[i];
+			memset(&m->ext_in[i], 0, sizeof(m->ext_in[i]));
+			return true;
+		}
+	return false;
+}
+
+bool machine_ext_pending(struct machine *m)
+{
+	int i;
+
+	for (i = 0; i < MACHINE_EXT_SECTIONS; i++)
+		if (m->ext_in[i].data)
+			return true;
+	return false;
+}
+
 int machine_save_config(struct machine *m, struct sec_writer *w, struct err *e)
 {
 	struct machine_config c;
@@ -503,7 +604,7 @@ int machine_save_config(struct machine *m, struct sec_writer *w, struct err *e)
 	return sec_write(w, SEC_CONFIG, c.version, &iov, 1, e);
 }
 
-int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e)
+int machine_save_state(struct machine *m, struct sec_writer *w, enum machine_save_purpose p, struct err *e)
 {
 	struct serial_state ss;
 	struct vcpu_state *vs;
@@ -514,8 +615,11 @@ int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e)
 	vs = malloc(sizeof(*vs));
 	if (!vs)
 		return err_set(e, -ENOMEM, "vCPU state");
+	pthread_mutex_lock(&m->ext_lock);
 	/* Devices first: an interrupt they raise must reach the irqchip state we save. */
 	serial_save(&m->serial, &ss);
+	if (m->ext)
+		serial_state_scrub(&ss); /* typed input travels only in the extension's sealed state */
 	iov = (struct iovec){ &ss, sizeof(ss) };
 	r = sec_write(w, SEC_SERIAL, 1, &iov, 1, e);
 	/* Every vCPU is parked: each one's state is from the same instant. An AP that
@@ -533,6 +637,14 @@ int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e)
 		iov = (struct iovec){ &vms, sizeof(vms) };
 		r = sec_write(w, SEC_VM, 1, &iov, 1, e);
 	}
+	if (r == 0 && m->ext) {
+		r = m->ext->save(m->ext_opaque, w, p, e);
+		pthread_mutex_lock(&m->lock);
+		m->ext_saved = true; /* frozen even if it failed half-way: resume thaws it */
+		pthread_mutex_unlock(&m->lock);
+	}
+	pthread_mutex_unlock(&m->ext_lock);
+	explicit_bzero(&ss, sizeof(ss));
 	free(vs);
 	return r;
 }
@@ -569,6 +681,8 @@ void machine_loader_init(struct machine_loader *l)
 
 void machine_loader_fini(struct machine_loader *l)
 {
+	for (int k = 0; k < MACHINE_EXT_SECTIONS; k++)
+		machine_ext_sec_free(&l->ext[k]);
 	int i;
 
 	for (i = 0; i < VM_MAX_VCPUS; i++) {
@@ -605,6 +719,35 @@ static int load_vcpu_section(struct machine_loader *l, struct sec_reader *r, con
 	return 0;
 }
 
+/* An extension's section: kept as it came (its owner opens it), at most one of each. */
+static int load_ext(struct machine_loader *l, struct sec_reader *r, const struct sec_hdr *h, struct err *e)
+{
+	struct machine_ext_sec *s = NULL;
+	int i, rc;
+
+	for (i = 0; i < MACHINE_EXT_SECTIONS; i++) {
+		if (l->ext[i].data && l->ext[i].id == h->id)
+			return err_set(e, -EPROTO, "stream has a second %s section", sec_name(h->id));
+		if (!l->ext[i].data && !s)
+			s = &l->ext[i];
+	}
+	if (!s || !h->len) /* len is bounded by the section table */
+		return err_set(e, -EPROTO, "unexpected %s section of %llu bytes", sec_name(h->id),
+			       (unsigned long long)h->len);
+	s->data = malloc(h->len);
+	if (!s->data)
+		return err_set(e, -ENOMEM, "%s section", sec_name(h->id));
+	s->len = h->len;
+	rc = sec_read_exact(r, h, s->data, s->len, e);
+	if (rc < 0) {
+		machine_ext_sec_free(s);
+		return rc;
+	}
+	s->id = h->id;
+	s->version = h->version;
+	return 0;
+}
+
 int machine_load_section(struct machine_loader *l, struct sec_reader *r, const struct sec_hdr *h,
 			 struct err *e)
 {
@@ -631,6 +774,10 @@ int machine_load_section(struct machine_loader *l, struct sec_reader *r, const s
 			rc = serial_state_validate(&l->serial, e);
 		l->have_serial = rc == 0;
 		return rc;
+	case SEC_CONSOLE:
+	case SEC_CONSOLE_KEY:
+	case SEC_CONSOLE_WRAP:
+		return load_ext(l, r, h, e);
 	default:
 		return err_set(e, -EPROTO, "unexpected %s section at %llu", sec_name(h->id),
 			       (unsigned long long)h->seq);
@@ -676,5 +823,12 @@ int machine_load_commit(struct machine *m, struct machine_loader *l, struct err 
 		r = serial_load(&m->serial, &l->serial, e);
 	if (r == 0)
 		r = vm_state_load_clock(&m->vm, l->vmst, e);
+	if (r == 0) {
+		for (i = 0; i < MACHINE_EXT_SECTIONS; i++) {
+			machine_ext_sec_free(&m->ext_in[i]);
+			m->ext_in[i] = l->ext[i];
+			memset(&l->ext[i], 0, sizeof(l->ext[i]));
+		}
+	}
 	return r;
 }

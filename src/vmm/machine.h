@@ -40,6 +40,7 @@ enum pause_holder {
 	PAUSE_THROTTLE = 1u << 2,   /* auto-converge */
 	PAUSE_SNAPSHOT = 1u << 3,   /* snapshot being written */
 	PAUSE_INCOMING = 1u << 4,   /* loaded at the destination, waiting for COMMIT */
+	PAUSE_CONSOLE = 1u << 5,    /* restored: its sealed console waits for the owner's key */
 };
 
 enum machine_stop_reason {
@@ -62,6 +63,39 @@ struct machine_config {
 	uint32_t nr_vcpus;
 	uint64_t ram_size;
 	uint8_t reserved[48];
+};
+
+/* What a save is for: decides which extension sections may go out. */
+enum machine_save_purpose {
+	SAVE_SNAPSHOT,             /* a snapshot file (sealed with the host's key) */
+	SAVE_MIGRATION,            /* a migration channel protected by TLS */
+	SAVE_MIGRATION_INSECURE,   /* a tcp:// channel: nothing confidential may go out */
+};
+
+/* A part above the machine that owns some of its devices' contents (the owner's
+ * console: serial port, keyboard, screen) and carries them in its own sections
+ * beside the machine's. While it is attached, the plain SERIAL section leaves out
+ * the receive FIFO (typed input). All three run outside the machine's lock. */
+struct machine_ext_ops {
+	/* The machine is paused: write the extension's sections. Input stays out of
+	 * the devices from now until thaw (or for good after a hand-over). */
+	int (*save)(void *opaque, struct sec_writer *w, enum machine_save_purpose p, struct err *e);
+	/* The VM runs here again after a save: snapshot written, migration aborted. */
+	void (*thaw)(void *opaque);
+	/* The VM now runs on another host; addr is that host's console ("" if unknown). */
+	void (*handed_over)(void *opaque, const char *addr);
+	/* A hint: the VM is about to move to addr (its destination is loaded and about
+	 * to answer READY); it may still stay here. */
+	void (*moving)(void *opaque, const char *addr);
+};
+
+/* Sections of an extension that a load brought (migration or snapshot), kept
+ * until the extension takes them. */
+#define MACHINE_EXT_SECTIONS 3
+struct machine_ext_sec {
+	uint32_t id, version;
+	uint8_t *data;
+	size_t len;
 };
 
 struct machine;
@@ -98,6 +132,14 @@ struct machine {
 	uint64_t exits, io_exits;  /* all vCPUs (atomic adds) */
 	uint64_t started_ns;
 	uint64_t run_ns, last_resume_ns;   /* time the guest spent running */
+
+	pthread_mutex_t ext_lock;  /* held while an extension op runs, and to change ext */
+	const struct machine_ext_ops *ext;
+	void *ext_opaque;
+	bool ext_saved;            /* a save froze the extension: thaw on resume */
+	bool ext_told_moved;       /* handed_over was called */
+	char successor[300];       /* the destination's console, learnt during a migration */
+	struct machine_ext_sec ext_in[MACHINE_EXT_SECTIONS];
 };
 
 /* Creates the VM (nr_vcpus 1..VM_MAX_VCPUS, checked against KVM's limit) and devices;
@@ -129,10 +171,26 @@ enum machine_stop_reason machine_wait(struct machine *m);
 enum machine_run_state machine_state(struct machine *m);
 const char *machine_state_name(enum machine_run_state s);
 
+/* Attaches (ops non-NULL) or detaches an extension (see struct machine_ext_ops). */
+void machine_set_ext(struct machine *m, const struct machine_ext_ops *ops, void *opaque);
+bool machine_has_ext(struct machine *m);
+/* Remembers where the VM's console will be after a hand-over (migration source),
+ * and tells the extension (a hint: clients may get ready). */
+void machine_set_successor(struct machine *m, const char *console_addr);
+/* The VM runs on the destination now (its COMMIT_ACK came): tells the extension
+ * once, at once; machine_stop(STOP_MIGRATED) does it too if this was not called. */
+void machine_handed_over(struct machine *m);
+/* Hands an extension section a load brought over to the caller (who frees it,
+ * wiping it first); false if the load brought none of that id. */
+bool machine_take_ext(struct machine *m, uint32_t id, struct machine_ext_sec *out);
+/* True while sections a load brought wait for an extension to take them. */
+bool machine_ext_pending(struct machine *m);
+void machine_ext_sec_free(struct machine_ext_sec *s);
+
 /* State sections. save_state needs the machine paused; it writes SERIAL, one VCPU
- * per vCPU in id order, VM (devices first, clock last). */
+ * per vCPU in id order, VM (devices first, clock last), then the extension's sections. */
 int machine_save_config(struct machine *m, struct sec_writer *w, struct err *e);
-int machine_save_state(struct machine *m, struct sec_writer *w, struct err *e);
+int machine_save_state(struct machine *m, struct sec_writer *w, enum machine_save_purpose p, struct err *e);
 
 /* Loading: the config section first (machine_init from it), then any PAGES and
  * state sections via machine_load_section (buffered, validated), then
@@ -146,6 +204,7 @@ struct machine_loader {
 	struct vm_state *vmst;
 	struct serial_state serial;
 	bool have_vm, have_serial;
+	struct machine_ext_sec ext[MACHINE_EXT_SECTIONS];   /* CONSOLE, CONSOLE_KEY, CONSOLE_WRAP */
 };
 void machine_loader_init(struct machine_loader *l);
 void machine_loader_fini(struct machine_loader *l);

@@ -135,7 +135,7 @@ int snapshot_save(struct machine *m, const char *path, const uint8_t key[32], co
 	if (r == 0)
 		r = machine_send_ram(m, &w, &st->pages, e);
 	if (r == 0)
-		r = machine_save_state(m, &w, e);
+		r = machine_save_state(m, &w, SAVE_SNAPSHOT, e);
 	if (r == 0)
 		r = sec_write_end(&w, st->pages.data_pages + st->pages.markers, e);
 	if (r == 0)

@@ -1,7 +1,7 @@
 # The VNC path: `sealvm console --vnc` opens a local port; a VNC viewer (libvncclient) sees the
-# guest's text screen rendered by libvncserver in sealvm, read back from the framebuffer pixels
-# by exact glyph match; keys typed in the viewer reach the guest through the PS/2 keyboard, and a
-# read-only session's viewer cannot type.
+# guest's text screen, pushed by the console server and rendered by libvncserver in the client,
+# read back from the framebuffer pixels by exact glyph match; keys typed in the viewer reach the
+# guest through the PS/2 keyboard, and a read-only session's viewer cannot type.
 . "$(dirname "$0")/../lib.sh"
 certs
 PROBE=$ROOT/build/tools/console_probe

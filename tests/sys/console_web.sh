@@ -1,6 +1,7 @@
 # The web console: `sealvm console --web` serves Debian's noVNC (through websockify) on a local
-# port and carries its RFB stream through the owner's TLS session; headless Chromium loads the
-# page, and the guest's title and prompt are read off the screenshot's pixels.
+# port, in front of the client's own VNC server, which renders the screen the console server
+# pushes through the owner's TLS session; headless Chromium loads the page, and the guest's
+# title and prompt are read off the screenshot's pixels.
 . "$(dirname "$0")/../lib.sh"
 certs
 command -v chromium >/dev/null || fail "chromium missing (scripts/deps.sh test installs it)"

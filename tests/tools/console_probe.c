@@ -5,6 +5,11 @@
  *   console_probe vnc HOST:PORT [TEXT]       connects as a VNC viewer (libvncclient), types TEXT
  *                                           as key events if given, then prints the text read
  *                                           back from the framebuffer pixels
+ *   console_probe vnc-follow HOST:PORT TEXT1 FILE TEXT2
+ *                                           one viewer connection throughout: types TEXT1, prints
+ *                                           the screen, waits (up to 120 s) until FILE exists (the
+ *                                           VM has moved), types TEXT2 and prints the screen again;
+ *                                           fails if the viewer's connection breaks meanwhile
  *   console_probe ppm FILE                   finds the 640x400 text screen in a P6 image (a
  *                                           browser screenshot) and prints its text
  * Text is read back by exact glyph match against the console font (console/render.h). */
@@ -167,23 +172,58 @@ static uint32_t *to_rgb(const uint8_t *fb, int w, int h)
 	return img;
 }
 
+static bool vnc_broken;
+
 static void pump(rfbClient *cl, int ms)
 {
 	double end = now_ms() + ms;
-	while (now_ms() < end) {
+	while (now_ms() < end && !vnc_broken) {
 		int r = WaitForMessage(cl, 20000);
 		if (r < 0 || (r > 0 && !HandleRFBServerMessage(cl)))
-			break;
+			vnc_broken = true;
 	}
 }
 
-static int vnc(const char *hostport, const char *text)
+static void type_text(rfbClient *cl, const char *text)
+{
+	for (const char *p = text; *p; p++) {
+		uint32_t sym = *p == '\n' ? 0xff0d : (uint8_t)*p;
+		bool shift = (*p >= 'A' && *p <= 'Z');
+		if (shift)
+			SendKeyEvent(cl, 0xffe1, TRUE);
+		SendKeyEvent(cl, sym, TRUE);
+		SendKeyEvent(cl, sym, FALSE);
+		if (shift)
+			SendKeyEvent(cl, 0xffe1, FALSE);
+		pump(cl, 30);
+	}
+	pump(cl, 1500);
+}
+
+static int print_fb(rfbClient *cl, const struct font *font)
 {
 	static char text_out[VGA_ROWS * (VGA_COLS + 1) + 1];
+
+	if (!got_update || cl->width != RENDER_W || cl->height != RENDER_H) {
+		fprintf(stderr, "console_probe: no %dx%d framebuffer (got %dx%d, update %d)\n", RENDER_W, RENDER_H,
+			cl->width, cl->height, got_update);
+		return 1;
+	}
+	uint32_t *img = to_rgb(cl->frameBuffer, cl->width, cl->height);
+	int ok = render_decode_screen(font, img, cl->width, 0, 0, text_out);
+	fputs(text_out, stdout);
+	printf("cells matched: %d of %d\n", ok, VGA_ROWS * VGA_COLS);
+	fflush(stdout);
+	free(img);
+	return 0;
+}
+
+static int vnc(const char *hostport, const char *text, const char *wait_file, const char *text2)
+{
 	struct font font;
 	rfbClient *cl;
 	char host[128], *colon;
-	int argc = 0;
+	int argc = 0, rc;
 
 	if (load_font(&font) < 0)
 		return 1;
@@ -202,31 +242,25 @@ static int vnc(const char *hostport, const char *text)
 		return 1;
 	}
 	pump(cl, 1500);
-	if (text) {
-		for (const char *p = text; *p; p++) {
-			uint32_t sym = *p == '\n' ? 0xff0d : (uint8_t)*p;
-			bool shift = (*p >= 'A' && *p <= 'Z');
-			if (shift)
-				SendKeyEvent(cl, 0xffe1, TRUE);
-			SendKeyEvent(cl, sym, TRUE);
-			SendKeyEvent(cl, sym, FALSE);
-			if (shift)
-				SendKeyEvent(cl, 0xffe1, FALSE);
-			pump(cl, 30);
-		}
+	if (text)
+		type_text(cl, text);
+	rc = print_fb(cl, &font);
+	if (rc == 0 && wait_file) {
+		double end = now_ms() + 120000;
+		while (access(wait_file, F_OK) && now_ms() < end && !vnc_broken)
+			pump(cl, 100);
 		pump(cl, 1500);
+		printf("== after %s\n", access(wait_file, F_OK) ? "(timed out)" : wait_file);
+		if (text2)
+			type_text(cl, text2);
+		rc = print_fb(cl, &font);
 	}
-	if (!got_update || cl->width != RENDER_W || cl->height != RENDER_H) {
-		fprintf(stderr, "console_probe: no %dx%d framebuffer (got %dx%d, update %d)\n", RENDER_W, RENDER_H,
-			cl->width, cl->height, got_update);
-		return 1;
+	if (vnc_broken) {
+		fprintf(stderr, "console_probe: the VNC connection broke\n");
+		rc = 1;
 	}
-	uint32_t *img = to_rgb(cl->frameBuffer, cl->width, cl->height);
-	int ok = render_decode_screen(&font, img, cl->width, 0, 0, text_out);
-	fputs(text_out, stdout);
-	printf("cells matched: %d of %d\n", ok, VGA_ROWS * VGA_COLS);
 	rfbClientCleanup(cl);
-	return 0;
+	return rc;
 }
 
 /* ---------------------------------------------------------------- screenshot */
@@ -295,9 +329,12 @@ int main(int argc, char **argv)
 	if (argc == 5 && !strcmp(argv[1], "latency"))
 		return latency(argv[2], argv[3], atoi(argv[4]));
 	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "vnc"))
-		return vnc(argv[2], argc == 4 ? argv[3] : NULL);
+		return vnc(argv[2], argc == 4 ? argv[3] : NULL, NULL, NULL);
+	if (argc == 6 && !strcmp(argv[1], "vnc-follow"))
+		return vnc(argv[2], argv[3], argv[4], argv[5]);
 	if (argc == 3 && !strcmp(argv[1], "ppm"))
 		return ppm(argv[2]);
-	fprintf(stderr, "usage: console_probe latency URI OWNERDIR N | vnc HOST:PORT [TEXT] | ppm FILE\n");
+	fprintf(stderr, "usage: console_probe latency URI OWNERDIR N | vnc HOST:PORT [TEXT] |\n"
+			"       vnc-follow HOST:PORT TEXT1 FILE TEXT2 | ppm FILE\n");
 	return 2;
 }

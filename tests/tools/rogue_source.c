@@ -113,7 +113,7 @@ static int write_stream(struct machine *m, struct sec_writer *w, bool unbound_en
 	if (r == 0)
 		r = pages_send(w, m->vm.ram, idx, (uint64_t)n, false, true, &st, e);
 	if (r == 0)
-		r = machine_save_state(m, w, e);
+		r = machine_save_state(m, w, SAVE_MIGRATION, e);
 	if (r == 0 && unbound_end) {
 		/* what sealvm's END was before streams were bound: the bare transcript */
 		struct { uint64_t sections, pages; uint8_t t[32]; } end = { w->seq, st.data_pages, { 0 } };

@@ -1,6 +1,9 @@
 /* Unit tests for the console's parts: sealing (AES-256-GCM round trip, wrong key, any
- * altered byte), the saved-state validator, the scrollback's numbering, the frame parser,
- * the keymap and the i8042 keyboard (queue, IRQ edges, commands, zeroed consumed bytes). */
+ * altered byte), the saved-state validator and its trimmed sealed form, the console key
+ * wrapped for an owner (round trip, another owner, any altered byte, key types), the
+ * scrollback's numbering, the frame parser, the keymap and the i8042 keyboard (queue, IRQ
+ * edges, commands, zeroed consumed bytes). */
+#include <openssl/rsa.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +12,7 @@
 #include "console/scrollback.h"
 #include "console/seal.h"
 #include "console/state.h"
+#include "console/wrap.h"
 #include "dev/i8042.h"
 #include "unit.h"
 
@@ -62,6 +66,102 @@ static void test_seal(void)
 	free(st), free(back), free(sealed);
 }
 
+/* A state with a short scrollback seals only its used part; the length must match. */
+static void test_state_trim(void)
+{
+	struct console_key k;
+	struct err e = { 0 };
+	struct console_state *st = calloc(1, sizeof(*st)), *back = calloc(1, sizeof(*back));
+	uint8_t *sealed = malloc(sizeof(*st) + SEAL_OVERHEAD);
+	size_t n = 0;
+
+	CHECK(console_key_generate(&k, &e) == 0);
+	st->version = CONSOLE_STATE_VERSION;
+	st->vga.version = VGA_STATE_VERSION;
+	st->kbd.version = I8042_STATE_VERSION;
+	st->kbd.scanset = 2;
+	st->uart.version = SERIAL_STATE_VERSION;
+	st->serial_total = 100;
+	st->scroll_len = 5;
+	memcpy(st->scrollback, "hello", 5);
+	st->input_len = 3;
+	memcpy(st->input, "abc", 3);
+	CHECK(console_state_size(st) == CONSOLE_STATE_FIXED + 5);
+	CHECK(console_seal(&k, CONSOLE_STATE_VERSION, st, console_state_size(st), sealed, &n, &e) == 0);
+	CHECK(n == CONSOLE_STATE_FIXED + 5 + SEAL_OVERHEAD);
+	CHECKF(console_state_unseal(&k, sealed, n, back, &e) == 0, "%s", e.msg);
+	CHECK(back->scroll_len == 5 && !memcmp(back->scrollback, "hello", 5) && back->input_len == 3 &&
+	      !memcmp(back->input, "abc", 3) && back->scrollback[5] == 0);
+	/* a length that does not match the scrollback count is refused, even authentic */
+	st->scroll_len = 6;
+	CHECK(console_seal(&k, CONSOLE_STATE_VERSION, st, CONSOLE_STATE_FIXED + 5, sealed, &n, &e) == 0);
+	CHECK(console_state_unseal(&k, sealed, n, back, &e) == -EPROTO);
+	CHECK(console_seal(&k, 1, st, CONSOLE_STATE_FIXED + 6, sealed, &n, &e) == 0);
+	CHECK(console_state_unseal(&k, sealed, n, back, &e) == -EPROTO); /* version 1 never travels */
+	st->scroll_len = 5;
+	st->input_len = CONSOLE_INPUT_MAX + 1;
+	CHECK(console_seal(&k, CONSOLE_STATE_VERSION, st, console_state_size(st), sealed, &n, &e) == 0);
+	CHECK(console_state_unseal(&k, sealed, n, back, &e) < 0);
+	free(st), free(back), free(sealed);
+}
+
+static EVP_PKEY *keygen(const char *alg, const char *param)
+{
+	EVP_PKEY *k = NULL;
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(NULL, alg, NULL);
+
+	if (c && EVP_PKEY_keygen_init(c) == 1) {
+		if (param && !strcmp(alg, "EC"))
+			EVP_PKEY_CTX_set_group_name(c, param);
+		if (param && !strcmp(alg, "RSA"))
+			EVP_PKEY_CTX_set_rsa_keygen_bits(c, 2048);
+		EVP_PKEY_keygen(c, &k);
+	}
+	EVP_PKEY_CTX_free(c);
+	return k;
+}
+
+static void test_wrap(void)
+{
+	static const char *const curves[] = { "P-256", "P-384", "P-521" };
+	struct console_key key, back;
+	struct err e = { 0 };
+	uint8_t spki[CONSOLE_SPKI_MAX], w[WRAP_MAX], rcpt[32];
+	size_t sl, wl, i;
+
+	CHECK(console_key_generate(&key, &e) == 0);
+	for (i = 0; i < 3; i++) {
+		EVP_PKEY *owner = keygen("EC", curves[i]), *other = keygen("EC", curves[i]);
+		CHECK(owner && other);
+		CHECK(console_spki(owner, spki, sizeof(spki), &sl, &e) == 0);
+		CHECK(console_wrap(&key, spki, sl, w, &wl, &e) == 0);
+		CHECK(console_wrap_parse(w, wl, rcpt, &e) == 0);
+		CHECK(console_unwrap(w, wl, owner, &back, &e) == 0 && !memcmp(key.k, back.k, sizeof(key.k)));
+		CHECK(memmem(w, wl, key.k, sizeof(key.k)) == NULL);
+		CHECK_INT(console_unwrap(w, wl, other, &back, &e), -EACCES);
+		/* any altered byte: the layout, the recipient, the ephemeral key, nonce, key or tag */
+		for (size_t b = 0; b < wl; b++) {
+			w[b] ^= 0x01;
+			CHECKF(console_unwrap(w, wl, owner, &back, &e) < 0, "byte %zu of %zu altered, %s", b, wl, curves[i]);
+			w[b] ^= 0x01;
+		}
+		CHECK(console_unwrap(w, wl - 1, owner, &back, &e) == -EPROTO);
+		CHECK(console_unwrap(w, 20, owner, &back, &e) == -EPROTO);
+		EVP_PKEY_free(owner);
+		EVP_PKEY_free(other);
+	}
+	/* an owner key that cannot agree on a key: said so, nothing written */
+	EVP_PKEY *rsa = keygen("RSA", "2048"), *ed = keygen("ED25519", NULL);
+	CHECK(rsa && ed);
+	CHECK(console_spki(rsa, spki, sizeof(spki), &sl, &e) == 0);
+	CHECK_INT(console_wrap(&key, spki, sl, w, &wl, &e), -EOPNOTSUPP);
+	CHECK(console_spki(ed, spki, sizeof(spki), &sl, &e) == 0);
+	CHECK_INT(console_wrap(&key, spki, sl, w, &wl, &e), -EOPNOTSUPP);
+	CHECK(console_wrap(&key, (const uint8_t *)"garbage", 7, w, &wl, &e) == -EPROTO);
+	EVP_PKEY_free(rsa);
+	EVP_PKEY_free(ed);
+}
+
 static void test_scrollback(void)
 {
 	static struct scrollback sb;
@@ -109,10 +209,45 @@ static void test_proto(void)
 	cproto_header(buf, CP_INPUT, 1);
 	buf[2] = 1;
 	CHECK(cproto_parse(buf, 9, &f, &used, &e) == -EPROTO);
-	cproto_header(buf, CP_RFB_OPEN, 4);
-	put_be32(buf + 8, CPROTO_RFB_MAX_ID);
-	struct cp_rfb r;
-	CHECK(cproto_parse(buf, 12, &f, &used, &e) == 1 && cp_decode_rfb(&f, false, &r, &e) < 0);
+	/* REDIRECT: round trip, and only a printable tls:// address of bounded length */
+	uint8_t rb[CPROTO_HDR + 16 + CPROTO_URI_MAX + 8];
+	struct cp_redirect rd = { 123, 7, "tls://hostb:7701" }, rd2;
+	n = cp_encode_redirect(rb, &rd);
+	CHECK(cproto_parse(rb, n, &f, &used, &e) == 1 && f.type == CP_REDIRECT);
+	CHECK(cp_decode_redirect(&f, &rd2, &e) == 0 && rd2.total == 123 && rd2.input_frames == 7 &&
+	      !strcmp(rd2.uri, "tls://hostb:7701"));
+	rb[CPROTO_HDR + 16 + 3] = '\n';
+	CHECK(cp_decode_redirect(&f, &rd2, &e) < 0);
+	rb[CPROTO_HDR + 16 + 3] = ':';
+	memcpy(rb + CPROTO_HDR + 16, "tcp://", 6);
+	CHECK(cp_decode_redirect(&f, &rd2, &e) < 0);
+	f.len = 16 + CPROTO_URI_MAX + 1;
+	CHECK(cp_decode_redirect(&f, &rd2, &e) < 0);
+	f.len = 15;
+	CHECK(cp_decode_redirect(&f, &rd2, &e) < 0);
+	/* PREPARE: the same address rules */
+	char uri[CPROTO_URI_MAX + 1];
+	n = cp_encode_prepare(rb, "tls://[::1]:7701");
+	CHECK(cproto_parse(rb, n, &f, &used, &e) == 1 && f.type == CP_PREPARE);
+	CHECK(cp_decode_prepare(&f, uri, &e) == 0 && !strcmp(uri, "tls://[::1]:7701"));
+	rb[CPROTO_HDR + 7] = ' ';
+	CHECK(cp_decode_prepare(&f, uri, &e) < 0);
+	f.len = 5;
+	CHECK(cp_decode_prepare(&f, uri, &e) < 0);
+	/* UNLOCK carries exactly one key */
+	uint8_t key[CPROTO_KEY_LEN];
+	cproto_header(buf, CP_UNLOCK, CPROTO_KEY_LEN);
+	memset(buf + 8, 0x5a, CPROTO_KEY_LEN);
+	CHECK(cproto_parse(buf, 8 + CPROTO_KEY_LEN, &f, &used, &e) == 1 && cp_decode_unlock(&f, key, &e) == 0 &&
+	      key[31] == 0x5a);
+	f.len--;
+	CHECK(cp_decode_unlock(&f, key, &e) < 0);
+	/* the screen subscription is a known flag; the old protocol is refused by name */
+	h.flags = CP_HELLO_SCREEN;
+	n = cp_encode_hello(buf, &h);
+	CHECK(cproto_parse(buf, n, &f, &used, &e) == 1 && cp_decode_hello(&f, &h2, &e) == 0);
+	put_be32(buf + 8, 1);
+	CHECK(cp_decode_hello(&f, &h2, &e) < 0);
 }
 
 static int irq_level = -1, irq_edges;
@@ -181,6 +316,8 @@ static void test_i8042(void)
 int main(void)
 {
 	test_seal();
+	test_state_trim();
+	test_wrap();
 	test_scrollback();
 	test_proto();
 	test_i8042();
