@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "channel/channel.h"
+#include "channel/tls_ctx.h"
 
 #include <openssl/x509v3.h>
 
@@ -61,8 +62,7 @@ struct chan {
 	atomic_bool shut;               /* chan_shutdown() was called */
 	bool failed;
 	struct err fail;                /* sticky error */
-	char vfy_subject[128];          /* certificate that failed verification */
-	char vfy_reason[128];           /* why our own leaf check refused it */
+	struct tls_vfy vfy;             /* why the peer's certificate was refused */
 	_Atomic uint64_t wire_sent, wire_recv, app_sent, app_recv;
 	unsigned char *wbuf;
 	size_t wlen, wcap;
@@ -105,8 +105,6 @@ static inline void ch_add_counter(_Atomic uint64_t *ctr, uint64_t n)
 
 /* Waits until fd has events or the deadline (0: none) passes: 0, -ETIMEDOUT or -errno. */
 int ch_wait_fd(int fd, short events, int64_t deadline);
-/* First OpenSSL error in this thread's queue as text; returns its reason code. */
-int ch_tls_reason(char *buf, size_t len);
 /* A TLS 1.3 context with this host's credentials from tls_dir. */
 SSL_CTX *ch_make_ctx(const char *tls_dir, bool server, struct err *e);
 /* Runs the TLS handshake (server or client) and the one-byte confirmation. */

@@ -322,6 +322,7 @@ int ch_attach_ssl(struct chan *c, SSL_CTX *ctx, struct err *e)
 	BIO_set_data(b, c);
 	SSL_set_bio(c->ssl, b, b);
 	SSL_set_app_data(c->ssl, c);
+	tls_vfy_attach(c->ssl, &c->vfy);
 	return 0;
 }
 
@@ -386,7 +387,7 @@ static int tls_io_fail(struct chan *c, int ret, const char *op, struct err *e)
 		return err_set(e, -ENODATA, "connection closed by peer");
 	if (c->io_err)
 		return err_sys(e, -c->io_err, "%s %s", op, c->where);
-	reason = ch_tls_reason(why, sizeof(why));
+	reason = tls_reason(why, sizeof(why));
 	if (c->io_eof || reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
 		return err_set(e, -ENODATA, "connection closed by peer (without TLS close_notify)");
 	if (reason >= SSL_AD_REASON_OFFSET)

@@ -1,7 +1,6 @@
-/* TLS 1.3 for channels: contexts with this host's credentials, certificate checks,
+/* TLS 1.3 for channels: contexts with this host's credentials (checks in tls_ctx.c),
  * and the handshake with its one-byte confirmation (see channel.h). */
 #include "channel/chan_impl.h"
-#include "util/secret_file.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,26 +27,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-/* ---------------------------------------------------------------- OpenSSL errors */
-
-/* First OpenSSL error in this thread's queue as text; returns its reason code. */
-int ch_tls_reason(char *buf, size_t len)
-{
-	unsigned long ec = ERR_peek_error();
-	const char *r;
-
-	if (!ec) {
-		snprintf(buf, len, "unknown error");
-		return 0;
-	}
-	r = ERR_reason_error_string(ec);
-	if (r)
-		snprintf(buf, len, "%s", r);
-	else
-		ERR_error_string_n(ec, buf, len);
-	return ERR_GET_LIB(ec) == ERR_LIB_SSL ? ERR_GET_REASON(ec) : -1;
-}
-
 static bool is_cert_alert(int alert)
 {
 	switch (alert) {
@@ -66,104 +45,11 @@ static bool is_cert_alert(int alert)
 
 /* ---------------------------------------------------------------- context */
 
-static int check_readable(const char *path, struct err *e)
-{
-	if (access(path, R_OK) < 0)
-		return err_sys(e, -errno, "cannot load %s", path);
-	return 0;
-}
-
-static int load_fail(const char *path, struct err *e)
-{
-	char why[256];
-
-	ch_tls_reason(why, sizeof(why));
-	ERR_clear_error();
-	return err_set(e, -EINVAL, "cannot load %s: not a usable PEM file (%s)", path, why);
-}
-
-/* The peer's own certificate must be a host certificate for its role: not a CA
- * (an intermediate CA certificate is no host), with an explicit CA:FALSE, and an
- * extended key usage naming the role (serverAuth for a destination, clientAuth
- * for a source). OpenSSL's purpose check alone accepts a certificate without
- * any EKU and a CA certificate without key usage. */
-static const char *leaf_problem(X509 *cert, bool peer_is_server)
-{
-	uint32_t fl = X509_get_extension_flags(cert);
-	uint32_t want = peer_is_server ? XKU_SSL_SERVER : XKU_SSL_CLIENT;
-
-	if (fl & EXFLAG_CA)
-		return "it is a CA certificate, not a host certificate";
-	if (!(fl & EXFLAG_BCONS))
-		return "it has no basicConstraints CA:FALSE extension";
-	if (!(fl & EXFLAG_XKUSAGE))
-		return "it has no extended key usage";
-	if (!(X509_get_extended_key_usage(cert) & want))
-		return peer_is_server ? "its extended key usage lacks serverAuth (a destination's role)"
-				      : "its extended key usage lacks clientAuth (a source's role)";
-	return NULL;
-}
-
-static int verify_cb(int ok, X509_STORE_CTX *store)
-{
-	SSL *ssl;
-	struct chan *c;
-	X509 *cert;
-
-	ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
-	c = ssl ? SSL_get_app_data(ssl) : NULL;
-	cert = X509_STORE_CTX_get_current_cert(store);
-	/* OpenSSL's purpose check may refuse the leaf first: say why in our words */
-	if ((ok || X509_STORE_CTX_get_error(store) == X509_V_ERR_INVALID_PURPOSE) && cert &&
-	    X509_STORE_CTX_get_error_depth(store) == 0) {
-		const char *why = leaf_problem(cert, !SSL_is_server(ssl));
-		if (why) {
-			if (c)
-				snprintf(c->vfy_reason, sizeof(c->vfy_reason), "%s", why);
-			X509_STORE_CTX_set_error(store, X509_V_ERR_INVALID_PURPOSE);
-			ok = 0;
-		}
-	}
-	if (!ok && c && cert && !c->vfy_subject[0]) {
-		X509_NAME_oneline(X509_get_subject_name(cert), c->vfy_subject,
-				  sizeof(c->vfy_subject));
-	}
-	return ok;
-}
-
-/* Optional revocation list: tls_dir/crl.pem, checked for every peer. */
-static int load_crl(SSL_CTX *ctx, const char *tls_dir, struct err *e)
-{
-	char path[PATH_MAX];
-	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
-	X509_CRL *crl;
-	FILE *f;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "%s/crl.pem", tls_dir);
-	f = fopen(path, "r");
-	if (!f)
-		return errno == ENOENT ? 0 : err_sys(e, -errno, "cannot open %s", path);
-	while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL))) {
-		int ok = X509_STORE_add_crl(st, crl);
-		X509_CRL_free(crl);
-		if (!ok)
-			break;
-		n++;
-	}
-	fclose(f);
-	ERR_clear_error();
-	if (n == 0)
-		return err_set(e, -EINVAL, "cannot load %s: no usable PEM revocation list in it", path);
-	X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
-	return 0;
-}
-
 SSL_CTX *ch_make_ctx(const char *tls_dir, bool server, struct err *e)
 {
-	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], crl[PATH_MAX];
+	struct tls_creds cr = { cert, key, ca, crl };
 	SSL_CTX *ctx;
-	int r;
 
 	if (!tls_dir || !*tls_dir) {
 		err_set(e, -EINVAL, "tls:// needs a TLS directory (ca.pem, cert.pem, key.pem)");
@@ -172,99 +58,19 @@ SSL_CTX *ch_make_ctx(const char *tls_dir, bool server, struct err *e)
 	snprintf(ca, sizeof(ca), "%s/ca.pem", tls_dir);
 	snprintf(cert, sizeof(cert), "%s/cert.pem", tls_dir);
 	snprintf(key, sizeof(key), "%s/key.pem", tls_dir);
-	if ((r = check_readable(ca, e)) || (r = check_readable(cert, e)) ||
-	    (r = check_readable(key, e)) || (r = secret_file_check(key, e)))
+	snprintf(crl, sizeof(crl), "%s/crl.pem", tls_dir);
+	ctx = tls_ctx_new(&cr, server, e);
+	if (!ctx)
 		return NULL;
-
-	ERR_clear_error();
-	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-	if (!ctx) {
-		err_set(e, -ENOMEM, "TLS: cannot create context");
+	if (!SSL_CTX_set_ciphersuites(ctx, CHAN_CIPHERS)) {
+		SSL_CTX_free(ctx);
+		err_set(e, -EINVAL, "TLS: cannot set the cipher suites");
 		return NULL;
 	}
-	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_ciphersuites(ctx, CHAN_CIPHERS)) {
-		err_set(e, -EINVAL, "TLS: cannot restrict to TLS 1.3");
-		goto fail;
-	}
-	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION |
-				 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_num_tickets(ctx, 0);
-	/* NO_AUTO_CHAIN: send cert.pem as it is (leaf + any intermediates it holds), not
-	 * the leaf plus the CA root found in our trust store (the peer has the root). */
-	SSL_CTX_set_mode(ctx, SSL_MODE_AUTO_RETRY | SSL_MODE_NO_AUTO_CHAIN);
+	SSL_CTX_set_mode(ctx, SSL_MODE_AUTO_RETRY);
 	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_default_read_buffer_len(ctx, CHAN_TLS_RBUF);
-
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		load_fail(cert, e);
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		unsigned long ec = ERR_peek_last_error();
-		if (ERR_GET_LIB(ec) == ERR_LIB_X509 && ERR_GET_REASON(ec) == X509_R_KEY_VALUES_MISMATCH) {
-			ERR_clear_error();
-			err_set(e, -EINVAL, "cannot load %s: the key does not match the certificate in %s",
-				key, cert);
-		} else {
-			load_fail(key, e);
-		}
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		ERR_clear_error();
-		err_set(e, -EINVAL, "%s does not match the certificate in %s", key, cert);
-		goto fail;
-	}
-	/* Only the cluster CA is trusted: no system default paths. */
-	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-		load_fail(ca, e);
-		goto fail;
-	}
-	if (load_crl(ctx, tls_dir, e) < 0)
-		goto fail;
-	if (server) {
-		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
-		if (names)
-			SSL_CTX_set_client_CA_list(ctx, names);
-		ERR_clear_error();
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
-	} else {
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
-	}
-	SSL_CTX_set_verify_depth(ctx, 4);
 	return ctx;
-fail:
-	SSL_CTX_free(ctx);
-	return NULL;
-}
-
-static int verify_error(struct chan *c, long vr, const char *host, struct err *e)
-{
-	const char *vs = X509_verify_cert_error_string(vr);
-	char subj[160] = "";
-
-	if (c->vfy_subject[0])
-		snprintf(subj, sizeof(subj), "; certificate %s", c->vfy_subject);
-	switch (vr) {
-	case X509_V_ERR_HOSTNAME_MISMATCH:
-	case X509_V_ERR_IP_ADDRESS_MISMATCH:
-		return err_set(e, -EACCES, "TLS: certificate name mismatch: expected %s (%s%s)",
-			       host ? host : "?", vs, subj);
-	case X509_V_ERR_CERT_HAS_EXPIRED:
-		return err_set(e, -EACCES, "TLS: certificate expired (%s%s)", vs, subj);
-	case X509_V_ERR_CERT_NOT_YET_VALID:
-		return err_set(e, -EACCES, "TLS: certificate not yet valid (%s%s)", vs, subj);
-	case X509_V_ERR_CERT_REVOKED:
-		return err_set(e, -EACCES, "TLS: peer certificate revoked (listed in crl.pem%s)", subj);
-	case X509_V_ERR_INVALID_PURPOSE:
-		return err_set(e, -EACCES, "TLS: peer certificate not acceptable for its role: %s%s",
-			       c->vfy_reason[0] ? c->vfy_reason : vs, subj);
-	default:
-		return err_set(e, -EACCES, "TLS: peer certificate not trusted (%s%s)", vs, subj);
-	}
 }
 
 /* Maps a failed handshake step (SSL_connect/SSL_accept/confirmation) to an error. */
@@ -277,10 +83,10 @@ static int tls_handshake_fail(struct chan *c, const char *host, struct err *e)
 	if (atomic_load(&c->shut))
 		return err_set(e, -ECANCELED, "TLS handshake: channel shut down");
 	if (vr != X509_V_OK)
-		return verify_error(c, vr, host, e);
+		return tls_verify_err(vr, &c->vfy, host, e);
 	if (c->io_err == ETIMEDOUT)
 		return err_set(e, -ETIMEDOUT, "TLS handshake timed out");
-	reason = ch_tls_reason(why, sizeof(why));
+	reason = tls_reason(why, sizeof(why));
 	if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
 		return err_set(e, -EACCES, "TLS: peer sent no certificate");
 	if (reason >= SSL_AD_REASON_OFFSET) {

@@ -65,6 +65,7 @@ static void usage(FILE *f)
 		"  --console tls://ADDR:PORT  the owner's console (serial, screen, keyboard, VNC); needs\n"
 		"                      --tls-dir and --owner-ca; the serial port then belongs to it\n"
 		"  --owner-ca FILE     the VM owner's CA: only its certificates may attach\n"
+		"  --owner-crl FILE    the owner's revocation list: its certificates are refused\n"
 		"  --console-others ro|refuse  sessions beyond the one read-write session (default ro)\n"
 		"  --console-fresh     with --restore: drop the console state sealed in the snapshot for its\n"
 		"                      owner (the VM then runs at once, with an empty console)\n\n"
@@ -80,7 +81,8 @@ static void usage(FILE *f)
 static int console_check_opts(struct run_opts *o, struct err *e)
 {
 	if (!o->console.uri)
-		return o->console.owner_ca ? err_set(e, -EINVAL, "--owner-ca needs --console") : 0;
+		return o->console.owner_ca || o->console.owner_crl
+			       ? err_set(e, -EINVAL, "--owner-ca and --owner-crl need --console") : 0;
 	if (!o->tls_dir || !o->console.owner_ca)
 		return err_set(e, -EINVAL, "--console needs --tls-dir (this host's certificate) and --owner-ca FILE");
 	if (o->serial_set && strcmp(o->serial, "none"))
@@ -106,7 +108,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "reserve", required_argument, NULL, 'R' }, { "reserve-grow", no_argument, NULL, 'G' },
 		{ "table", required_argument, NULL, 'T' },   { "policy", required_argument, NULL, 'P' },
 		{ "tpm", required_argument, NULL, 'M' },     { "label", required_argument, NULL, 'l' },
-		{ "console-fresh", no_argument, NULL, 'F' },
+		{ "console-fresh", no_argument, NULL, 'F' }, { "owner-crl", required_argument, NULL, 'Y' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -124,6 +126,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		case 's': o->serial = optarg; o->serial_set = true; break;
 		case 'O': o->console.uri = optarg; break;
 		case 'W': o->console.owner_ca = optarg; break;
+		case 'Y': o->console.owner_crl = optarg; break;
 		case 'X':
 			if (strcmp(optarg, "ro") && strcmp(optarg, "refuse"))
 				return err_set(e, -EINVAL, "--console-others must be ro or refuse");

@@ -378,8 +378,13 @@ static int session_io(struct console_server *cs, struct session *s, bool *blocke
 				return 0;
 			cs->refused++;
 			long vr = SSL_get_verify_result(s->ssl);
-			console_log("refused a client: %s", vr != X509_V_OK ? X509_verify_cert_error_string(vr)
-									  : ctls_reason(why, sizeof(why)));
+			if (vr != X509_V_OK) {
+				struct err ve = { 0 };
+				tls_verify_err(vr, &s->vfy, NULL, &ve);
+				console_log("refused a client: %s", ve.msg);
+			} else {
+				console_log("refused a client: %s", ctls_reason(why, sizeof(why)));
+			}
 			return -EACCES;
 		}
 	}
@@ -506,6 +511,8 @@ static void accept_client(struct console_server *cs)
 	ctls_nodelay(fd);
 	memset(s, 0, sizeof(*s));
 	s->ssl = SSL_new(cs->ctx);
+	if (s->ssl)
+		tls_vfy_attach(s->ssl, &s->vfy);
 	if (!s->ssl || !SSL_set_fd(s->ssl, fd)) {
 		SSL_free(s->ssl);
 		close(fd);
@@ -685,7 +692,7 @@ int console_server_start(const struct console_opts *o, struct console_server **o
 	cs->lfd = cs->evfd = -1;
 	pthread_mutex_init(&cs->lock, NULL);
 	scrollback_init(&cs->sb);
-	cs->ctx = ctls_server_ctx(o->host_dir, o->owner_ca, e);
+	cs->ctx = ctls_server_ctx(o->host_dir, o->owner_ca, o->owner_crl, e);
 	if (!cs->ctx) {
 		r = e->code ? e->code : -EINVAL;
 		goto fail;

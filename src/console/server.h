@@ -41,6 +41,7 @@ struct console_opts {
 	const char *uri;        /* tls://ADDR:PORT (port 0: any free port) */
 	const char *host_dir;   /* this host's cert.pem and key.pem */
 	const char *owner_ca;   /* the VM owner's CA: the only trust root for clients */
+	const char *owner_crl;  /* optional: the owner's revocations (NULL: none) */
 	enum console_others others;
 	console_policy_fn policy;
 	void *policy_ctx;

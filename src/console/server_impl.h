@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <pthread.h>
 
+#include "channel/tls_ctx.h"
 #include "console/proto.h"
 #include "console/scrollback.h"
 #include "console/server.h"
@@ -28,6 +29,7 @@ struct session {
 	bool used;
 	int fd;
 	SSL *ssl;
+	struct tls_vfy vfy;       /* why the client's certificate was refused */
 	enum sess_state st;
 	int mode;                 /* CP_MODE_RW / CP_MODE_RO once open */
 	struct cp_hello hello;

@@ -1,7 +1,9 @@
 #include "console/tls.h"
+#include "channel/tls_ctx.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -63,67 +65,34 @@ int ctls_parse_uri(const char *uri, char *host, size_t hostlen, char *port, size
 	return 0;
 }
 
-static SSL_CTX *base_ctx(bool server, const char *cert, const char *key, const char *ca, struct err *e)
+static SSL_CTX *console_ctx(bool server, const char *dir, const char *ca, const char *crl, struct err *e)
 {
-	char why[160];
-	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	char cert[PATH_MAX], key[PATH_MAX];
+	struct tls_creds cr = { cert, key, ca, crl };
+	SSL_CTX *ctx;
 
-	if (!ctx) {
-		err_set(e, -ENOMEM, "TLS context");
-		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-	SSL_CTX_set_num_tickets(ctx, 0);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_NO_AUTO_CHAIN);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		err_set(e, -EINVAL, "cannot load certificate %s (%s)", cert, ctls_reason(why, sizeof(why)));
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
-		err_set(e, -EINVAL, "cannot load key %s for %s (%s)", key, cert, ctls_reason(why, sizeof(why)));
-		goto fail;
-	}
-	/* Only the given CA: no system paths. */
-	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-		err_set(e, -EINVAL, "cannot load CA %s (%s)", ca, ctls_reason(why, sizeof(why)));
-		goto fail;
-	}
-	if (server) {
-		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
-		if (names)
-			SSL_CTX_set_client_CA_list(ctx, names);
-		ERR_clear_error();
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	} else {
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	}
-	SSL_CTX_set_verify_depth(ctx, 4);
+	snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+	snprintf(key, sizeof(key), "%s/key.pem", dir);
+	ctx = tls_ctx_new(&cr, server, e);
+	/* the server is non-blocking: a write may be retried from another buffer */
+	if (ctx)
+		SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	return ctx;
-fail:
-	SSL_CTX_free(ctx);
-	return NULL;
 }
 
-SSL_CTX *ctls_server_ctx(const char *host_dir, const char *owner_ca, struct err *e)
+SSL_CTX *ctls_server_ctx(const char *host_dir, const char *owner_ca, const char *owner_crl,
+			 struct err *e)
 {
-	char cert[4096], key[4096];
-
-	snprintf(cert, sizeof(cert), "%s/cert.pem", host_dir);
-	snprintf(key, sizeof(key), "%s/key.pem", host_dir);
-	return base_ctx(true, cert, key, owner_ca, e);
+	return console_ctx(true, host_dir, owner_ca, owner_crl, e);
 }
 
 SSL_CTX *ctls_client_ctx(const char *dir, struct err *e)
 {
-	char cert[4096], key[4096], ca[4096];
+	char ca[PATH_MAX], crl[PATH_MAX];
 
-	snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
-	snprintf(key, sizeof(key), "%s/key.pem", dir);
 	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
-	return base_ctx(false, cert, key, ca, e);
+	snprintf(crl, sizeof(crl), "%s/crl.pem", dir);
+	return console_ctx(false, dir, ca, crl, e);
 }
 
 static long ms_left(const struct timespec *end)
@@ -141,6 +110,7 @@ int ctls_connect(SSL_CTX *ctx, const char *host, const char *port, int timeout_m
 	char why[160];
 	struct in6_addr a6;
 	SSL *ssl = NULL;
+	struct tls_vfy vfy = { "", "" };
 	int fd = -1, r;
 
 	clock_gettime(CLOCK_MONOTONIC, &end);
@@ -176,11 +146,15 @@ int ctls_connect(SSL_CTX *ctx, const char *host, const char *port, int timeout_m
 		goto fail;
 	}
 	ssl = SSL_new(ctx);
+	if (ssl)
+		tls_vfy_attach(ssl, &vfy);
 	if (!ssl || !SSL_set_fd(ssl, fd)) {
 		r = err_set(e, -ENOMEM, "TLS session");
 		goto fail;
 	}
-	/* The server's certificate must name the host we asked for. */
+	/* The server's certificate must name the host we asked for, in a SAN. */
+	X509_VERIFY_PARAM_set_hostflags(SSL_get0_param(ssl), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+							     X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
 	if (inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1)
 		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
 	else
@@ -200,12 +174,13 @@ int ctls_connect(SSL_CTX *ctx, const char *host, const char *port, int timeout_m
 			p.events = POLLOUT;
 		else {
 			long vr = SSL_get_verify_result(ssl);
-			if (vr != X509_V_OK)
-				r = err_set(e, -EACCES, "console server %s not trusted: %s", host,
-					    X509_verify_cert_error_string(vr));
-			else
+			if (vr != X509_V_OK) {
+				tls_verify_err(vr, &vfy, host, e);
+				r = err_wrap(e, "console server %s", host);
+			} else {
 				r = err_set(e, -EACCES, "console TLS handshake with %s failed: %s", host,
 					    ctls_reason(why, sizeof(why)));
+			}
 			goto fail;
 		}
 		left = ms_left(&end);
@@ -216,6 +191,7 @@ int ctls_connect(SSL_CTX *ctx, const char *host, const char *port, int timeout_m
 	}
 	/* The client reads and writes with blocking calls from here on. */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	tls_vfy_attach(ssl, NULL);   /* vfy lives on this stack */
 	*out = ssl;
 	return 0;
 fail:

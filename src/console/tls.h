@@ -9,9 +9,12 @@
 
 #include "util/err.h"
 
-/* Server: cert.pem/key.pem from host_dir; clients verified against owner_ca only. */
-SSL_CTX *ctls_server_ctx(const char *host_dir, const char *owner_ca, struct err *e);
-/* Client (the owner): cert.pem/key.pem from dir, the server verified against dir/ca.pem. */
+/* Server: cert.pem/key.pem from host_dir; clients verified against owner_ca only
+ * (and owner_crl if given), with the checks of channel/tls_ctx.h. */
+SSL_CTX *ctls_server_ctx(const char *host_dir, const char *owner_ca, const char *owner_crl,
+			 struct err *e);
+/* Client (the owner): cert.pem/key.pem from dir, the server verified against dir/ca.pem
+ * and dir/crl.pem if present. */
 SSL_CTX *ctls_client_ctx(const char *dir, struct err *e);
 /* Connects to host:port and completes the handshake within timeout_ms, checking that the
  * server's certificate names host (DNS or IP SAN). The socket stays blocking. */

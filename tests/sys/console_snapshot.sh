@@ -15,7 +15,8 @@ mkdir -p "$T/owner2"
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=owner2 -keyout "$T/owner2/key.pem" \
   -out "$T/owner2.csr" 2>/dev/null || fail "openssl req"
 openssl x509 -req -in "$T/owner2.csr" -CA "$OCA" -CAkey "$CERTS/ownerca/key.pem" -CAcreateserial \
-  -CAserial "$T/owner2.srl" -days 2 -out "$T/owner2/cert.pem" 2>/dev/null || fail "openssl x509"
+  -CAserial "$T/owner2.srl" -days 2 -out "$T/owner2/cert.pem" \
+  -extfile <(printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n') 2>/dev/null || fail "openssl x509"
 cp "$CERTS/owner/ca.pem" "$T/owner2/ca.pem"
 chmod 600 "$T/owner2/key.pem"
 
