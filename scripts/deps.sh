@@ -5,7 +5,7 @@ set -euo pipefail
 need=(gcc make binutils libc6-dev libssl-dev libjansson-dev libxxhash-dev openssl)
 case "${1:-build}" in
   build) ;;
-  test)  need+=(clang libclang-rt-14-dev iproute2 qemu-system-x86 procps python3) ;;
+  test)  need+=(clang libclang-rt-14-dev iproute2 qemu-system-x86 procps python3 spin) ;;
   bench) need+=(qemu-system-x86 gnuplot-nox openssl iproute2 python3) ;;
 esac
 missing=()
