@@ -16,7 +16,7 @@ TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
 ASANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all deps check demo bench fuzz clean unit
+.PHONY: all deps check demo bench fuzz clean unit model
 all: deps $(B)/sealvm guests $(TOOL_BIN)
 
 # Installs missing Debian packages (as root) or says what to install.
@@ -62,6 +62,10 @@ check: all unit
 
 demo: all
 	@scripts/demo.sh
+
+# Model-checks the hand-over with SPIN (model/README.md); SECTIONS=deep for wider bounds.
+model:
+	@model/verify.sh $(SECTIONS)
 
 bench: all
 	@scripts/deps.sh bench

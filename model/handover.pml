@@ -49,11 +49,14 @@
 
 /* records: the payloads of state sections (src/state/section.h); QUERY is HELLO{kind QUERY} */
 mtype = { HELLO, HELLO_ACK, ROUND, SYNC, SYNC_ACK, PAGES, VCPU, END, READY, COMMIT, COMMIT_ACK,
-	  ABORT, OUTCOME, ERR };
+	  ABORT, OUTCOME, ERR };   /* ERR: the connection ended (not a record) */
 
-/* who a record comes from, as the receiving TLS layer sees it */
-#define FORGED 0       /* the attacker: fails the record's authentication */
-#define PEER   1       /* the authenticated peer of this connection */
+/* Who sent a record, as the receiving TLS layer sees it. Every record in the
+ * channels below is the authenticated peer's: a forged, replayed, duplicated or
+ * reordered record fails TLS and ends the connection, which is the "cut" every
+ * receive may see. Only a mutation that removes a check lets a forgery through,
+ * and those are modelled at the receive that would accept it (FORGE). */
+#define PEER   1
 
 #define MIG_KIND_MIGRATE 0
 #define MIG_KIND_QUERY   1
