@@ -16,7 +16,7 @@ TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(B)/tools/%)
 ASANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all deps check demo demo-trust bench fuzz clean unit
+.PHONY: all deps check demo demo-trust bench fuzz clean unit model
 all: deps $(B)/sealvm guests $(TOOL_BIN)
 
 # Installs missing Debian packages (as root) or says what to install. Every compile
@@ -70,6 +70,10 @@ demo: all
 demo-trust: all
 	@scripts/deps.sh test
 	@scripts/demo.sh --trust
+
+# Model-checks the hand-over with SPIN (model/README.md); SECTIONS=deep for wider bounds.
+model:
+	@model/verify.sh $(SECTIONS)
 
 bench: all
 	@scripts/deps.sh bench

@@ -6,7 +6,7 @@ need=(gcc make binutils libc6-dev libssl-dev libjansson-dev libxxhash-dev openss
       libvncserver-dev zlib1g-dev console-setup-linux novnc websockify)
 case "${1:-build}" in
   build) ;;
-  test)  need+=(clang libclang-rt-14-dev iproute2 qemu-system-x86 procps python3 chromium python3-pil swtpm swtpm-tools util-linux) ;;
+  test)  need+=(clang libclang-rt-14-dev iproute2 qemu-system-x86 procps python3 chromium python3-pil swtpm swtpm-tools util-linux spin) ;;
   bench) need+=(qemu-system-x86 gnuplot-nox openssl iproute2 python3) ;;
 esac
 missing=()
