@@ -1,0 +1,10 @@
+/* Text the guard reports (JSON answers, audit records) is built from file names and
+ * messages cut to fixed buffers: made printable, valid UTF-8 before it is used. */
+#ifndef SEALVM_GUARD_TEXT_H
+#define SEALVM_GUARD_TEXT_H
+
+/* Replaces control characters and bytes that do not form valid UTF-8 with '?', and
+ * drops a character cut off at the end. In place. */
+void text_sanitize(char *s);
+
+#endif
