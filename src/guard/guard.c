@@ -22,7 +22,6 @@
 #include "guard/text.h"
 #include "trust/audit.h"
 #include "trust/host.h"
-#include "util/file.h"
 #include "util/hex.h"
 
 extern char **environ;
@@ -357,13 +356,10 @@ static void announce(struct guard *g, struct watched *w)
 static void measure_host(struct guard *g)
 {
 	struct host_result r;
-	struct err e;
 	bool quote = g->o.tpm_every <= 1 || g->rounds % g->o.tpm_every == 0;
 
 	hostmeas_run(g->hm, quote, &r);
 	if (r.config_changed) {
-		if (hostmeas_measure_config(g->hm, &e) < 0)
-			fprintf(stderr, "sealvm guard: measuring the new trust configuration: %s\n", e.msg);
 		audit(g, "guard-config-update", json_pack("{s:o, s:I, s:I}", "note", jstr(r.note), "table_serial",
 							  (json_int_t)g->hm->table->serial, "policy_serial",
 							  (json_int_t)policy_serial(g->hm->policy)));
@@ -498,7 +494,7 @@ static int copy_vdso(struct guard *g, struct err *e)
 
 	if (!base)
 		return 0;
-	if ((rc = file_read_all("/proc/self/maps", 64u << 20, &text, &len, e)) < 0)
+	if ((rc = proc_read("/proc/self/maps", 64u << 20, &text, &len, e)) < 0)
 		return rc;
 	rc = maps_parse(text, len, &m, e);
 	free(text);

@@ -306,6 +306,13 @@ void hostmeas_run(struct hostmeas *h, bool quote, struct host_result *r)
 	memset(r, 0, sizeof(*r));
 	r->ok = true;
 	check_config(h, r);
+	/* the configuration the guard now holds is the host's: measured before it is
+	 * quoted, or the host would look stale to itself */
+	if (r->ok && r->config_changed) {
+		struct err e;
+		if (hostmeas_measure_config(h, &e) < 0)
+			hfail(r, "tpm", "measuring the new trust configuration: %s", e.msg);
+	}
 	if (log_changed(h))
 		quote = true;
 	if (r->ok && quote)

@@ -45,7 +45,8 @@ struct host_result {
 	char check[16];                 /* "config" or "tpm" when failed */
 	char reason[600];
 	char note[300];
-	bool config_changed;            /* a newer table or policy, or another allowed CA, was taken */
+	bool config_changed;            /* a newer table or policy, or another allowed CA, was taken
+					 * (and measured into the TPM) */
 	bool tpm_checked;
 	bool guard_alarm;               /* the TPM already carries this host's guard alarm */
 	int trust_level;
@@ -61,7 +62,8 @@ void hostmeas_close(struct hostmeas *h);
 void hostmeas_run(struct hostmeas *h, bool quote, struct host_result *r);
 /* This host's table entry (NULL if it has none). */
 const struct table_host *hostmeas_self(const struct hostmeas *h);
-/* Measures the current configuration into the TPM (after config_changed). */
+/* Measures the current configuration into the TPM (hostmeas_run does it when it
+ * takes a new configuration). */
 int hostmeas_measure_config(struct hostmeas *h, struct err *e);
 
 #endif

@@ -143,11 +143,32 @@ bool module_got_page(const struct module *mod, uint64_t vaddr)
 	return false;
 }
 
+int module_parse(struct module *mod, struct err *e)
+{
+	uint8_t *r;
+	int rc;
+
+	if ((rc = elf_parse(mod->ref, mod->size, &mod->elf, e)) < 0)
+		return err_wrap(e, "%s", mod->path);
+	/* keep only what can be mapped: the file pages of every loadable segment */
+	mod->ref_len = 0;
+	for (size_t k = 0; k < mod->elf.nloads; k++) {
+		uint64_t end = page_up(mod->elf.loads[k].offset + mod->elf.loads[k].filesz);
+		if (end > mod->ref_len)
+			mod->ref_len = end;
+	}
+	if (mod->ref_len > mod->size)
+		mod->ref_len = mod->size;
+	r = realloc(mod->ref, mod->ref_len ? mod->ref_len : 1);
+	if (r)
+		mod->ref = r;
+	return find_got_pages(mod, e);
+}
+
 int module_open(pid_t pid, const struct map_ent *m, bool exe, struct module **out, struct err *e)
 {
 	struct module *mod;
 	struct stat st;
-	uint8_t *r;
 	int rc;
 
 	*out = NULL;
@@ -178,25 +199,8 @@ int module_open(pid_t pid, const struct map_ent *m, bool exe, struct module **ou
 		rc = err_set(e, -ENOMEM, "out of memory reading %s", m->path);
 		goto fail;
 	}
-	if ((rc = read_all(mod->fd, mod->ref, mod->size, mod->sha256, e, m->path)) < 0)
-		goto fail;
-	if ((rc = elf_parse(mod->ref, mod->size, &mod->elf, e)) < 0) {
-		err_wrap(e, "%s", m->path);
-		goto fail;
-	}
-	/* keep only what can be mapped: the file pages of every loadable segment */
-	mod->ref_len = 0;
-	for (size_t k = 0; k < mod->elf.nloads; k++) {
-		uint64_t end = page_up(mod->elf.loads[k].offset + mod->elf.loads[k].filesz);
-		if (end > mod->ref_len)
-			mod->ref_len = end;
-	}
-	if (mod->ref_len > mod->size)
-		mod->ref_len = mod->size;
-	r = realloc(mod->ref, mod->ref_len ? mod->ref_len : 1);
-	if (r)
-		mod->ref = r;
-	if ((rc = find_got_pages(mod, e)) < 0)
+	if ((rc = read_all(mod->fd, mod->ref, mod->size, mod->sha256, e, m->path)) < 0 ||
+	    (rc = module_parse(mod, e)) < 0)
 		goto fail;
 	*out = mod;
 	return 0;
@@ -216,6 +220,14 @@ void module_free(struct module *mod)
 	free(mod->got_pages);
 	free(mod->ref);
 	free(mod);
+}
+
+bool module_changed(const struct module *mod)
+{
+	struct stat st;
+
+	return fstat(mod->fd, &st) < 0 || (uint64_t)st.st_size != mod->size || !same_time(&st.st_mtim, &mod->mtime) ||
+	       !same_time(&st.st_ctim, &mod->ctime);
 }
 
 static int rehash_fail(struct module *mod, const uint8_t got[32], struct err *e)
@@ -354,15 +366,17 @@ static void check_dynamic(const struct module *mod, uint64_t bias, uint64_t v0, 
 			  const uint8_t *buf, module_ptr_ok_fn ok, void *opaque, struct module_cmp *r)
 {
 	const struct elf_info *elf = &mod->elf;
+	uint64_t d = elf->dyn_vaddr;
 
 	if (!elf->has_dynamic)
 		return;
-	for (uint64_t d = elf->dyn_vaddr; d + 16 <= elf->dyn_vaddr + elf->dyn_size; d += 16) {
+	/* only the entries inside [v0, v1): a hostile PT_DYNAMIC may claim a gigabyte */
+	if (v0 > d)
+		d += (v0 - d + 15) / 16 * 16;
+	for (; d + 16 <= elf->dyn_vaddr + elf->dyn_size && d + 16 <= v1; d += 16) {
 		int64_t tag;
 		uint64_t fv, av;
 
-		if (d < v0 || d + 16 > v1)
-			continue;
 		memcpy(&tag, exp + (d - v0), 8);
 		memcpy(&fv, exp + (d - v0) + 8, 8);
 		memcpy(&av, buf + (d - v0) + 8, 8);

@@ -59,6 +59,9 @@ struct module {
 /* Opens and reads the file mapped by m in process pid (exe: the process's executable,
  * through /proc/PID/exe). The result is owned by the caller (module_free). */
 int module_open(pid_t pid, const struct map_ent *m, bool exe, struct module **out, struct err *e);
+/* The part of module_open after reading: mod->ref holds mod->size bytes of the file
+ * (mod->fd may be -1); parses them and keeps what can be mapped. */
+int module_parse(struct module *mod, struct err *e);
 void module_free(struct module *mod);
 bool module_is(const struct module *mod, const struct map_ent *m);
 
@@ -67,6 +70,9 @@ bool module_is(const struct module *mod, const struct map_ent *m);
  * still hashes as pinned (*completed counts a finished pass), -EBADMSG with e naming
  * the change when it does not. */
 int module_rehash_step(struct module *mod, uint64_t budget, bool *completed, uint64_t *hashed, struct err *e);
+
+/* Whether the open file's size or times differ from the last complete hash. */
+bool module_changed(const struct module *mod);
 
 /* Validates a pointer the loader resolved: whether v (or 0) lies in a module the
  * process maps (code: in an executable mapping of one). */

@@ -80,6 +80,16 @@ int module_set_rehash(struct module_set *s, uint64_t budget, uint64_t *hashed, s
 {
 	uint64_t start = *hashed;
 
+	/* a file whose size or times changed is hashed whole, now, whatever its turn */
+	for (size_t i = 0; i < s->n; i++) {
+		bool done;
+		int rc;
+		if (!module_changed(s->m[i]))
+			continue;
+		if ((rc = module_rehash_step(s->m[i], 0, &done, hashed, e)) < 0)
+			return rc;
+	}
+	start = *hashed;
 	for (size_t tries = 0; tries < s->n && *hashed - start < budget; tries++) {
 		struct module *mod = s->m[s->rehash_next];
 		bool done;

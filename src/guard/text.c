@@ -1,7 +1,55 @@
 #include "guard/text.h"
 
-#include <stddef.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+int proc_read(const char *path, size_t max, char **out, size_t *len, struct err *e)
+{
+	size_t cap = 16384, n = 0;
+	char *buf = malloc(cap);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	*out = NULL;
+	if (fd < 0 || !buf) {
+		int rc = fd < 0 ? err_sys(e, -errno, "opening %s", path) : err_set(e, -ENOMEM, "out of memory");
+		free(buf);
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	for (;;) {
+		ssize_t k;
+		if (n + 1 >= cap) {
+			char *nb = cap < max ? realloc(buf, cap * 2) : NULL;
+			if (!nb) {
+				free(buf);
+				close(fd);
+				return err_set(e, -EFBIG, "%s is larger than %zu bytes", path, max);
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		k = read(fd, buf + n, cap - n - 1);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			int rc = err_sys(e, -errno, "reading %s", path);
+			free(buf);
+			close(fd);
+			return rc;
+		}
+		if (k == 0)
+			break;
+		n += (size_t)k;
+	}
+	close(fd);
+	buf[n] = 0;
+	*out = buf;
+	*len = n;
+	return 0;
+}
 
 /* Length of the valid UTF-8 sequence at p (1..4), 0 if invalid, -1 if cut short. */
 static int seq_len(const unsigned char *p)
