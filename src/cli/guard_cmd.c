@@ -23,7 +23,7 @@ static void usage(FILE *f)
 		"options:\n"
 		"  --state-dir DIR     the host's state (default: $SEALVM_STATE_DIR, else " STATE_DIR_DEFAULT ")\n"
 		"  --tls-dir DIR       the host's TLS directory: its ca.pem is measured\n"
-		"  --interval MS       time between measurements (default 100)\n"
+		"  --interval MS       time between measurements (default 100; 0: back to back, for tests)\n"
 		"  --control SOCKET    the guard's control socket (default STATE_DIR/guard.sock):\n"
 		"                      sealvm ctl SOCKET status|measurements|evacuations|quit\n"
 		"  --alarm-cmd PROG    run PROG CHECK TARGET REASON when the host becomes untrusted\n"
@@ -74,9 +74,15 @@ static int clear(int argc, char **argv)
 	/* recorded as the operator's decision, like every other override */
 	{
 		char log[4200], key[4200];
+		struct host_config hc;
+		struct err ignored;
 		struct audit_opts ao = { .path = host_path(dir, "audit.jsonl", log, sizeof(log)),
 					 .key_path = host_path(dir, "audit-key.pem", key, sizeof(key)) };
 		struct audit_log *l;
+
+		/* the log's heads are certified by the host's TPM, this one too */
+		if (host_config_load(dir, &hc, &ignored) == 0)
+			ao.tpm_spec = hc.tpm;
 		if (audit_open(&ao, &l, &e) == 0) {
 			json_t *o = json_pack("{s:s, s:s, s:I}", "cleared_time", m.time, "cleared_check", m.check, "uid",
 					      (json_int_t)getuid());
@@ -139,11 +145,12 @@ int cmd_guard(int argc, char **argv)
 		case 'A': o.alarm_cmd = optarg; break;
 		case 'S': o.no_self = true; break;
 		case 'i':
-			if (number("--interval", optarg, 3600000, &v) < 0 || v < 1) {
-				fprintf(stderr, "sealvm guard: --interval needs 1 to 3600000 ms\n");
+			if (number("--interval", optarg, 3600000, &v) < 0) {
+				fprintf(stderr, "sealvm guard: --interval needs 0 to 3600000 ms\n");
 				return 2;
 			}
 			o.interval_ms = (unsigned)v;
+			o.back_to_back = v == 0;
 			break;
 		case 'a':
 			if (number("--audit-every", optarg, 86400000, &v) < 0 || v < 1)

@@ -150,6 +150,8 @@ static void untrust(struct guard *g, const char *target, const char *check, cons
 	g->mark = m;
 	g->untrusted_at_ms = guard_realtime_ms();
 	g->untrusted_round = g->rounds;
+	g->untrusted_round_start_ms = g->cur_round_start_ms;
+	g->untrusted_prev_round_start_ms = g->prev_round_start_ms;
 	pthread_mutex_unlock(&g->lock);
 	fprintf(stderr, "sealvm guard: ALARM: this host is now UNTRUSTED: %s: %s: %s\n", target, check, m.reason);
 	o = json_pack("{s:o, s:s, s:o}", "target", jstr(target), "check", check, "reason", jstr(m.reason));
@@ -409,6 +411,10 @@ static void one_round(struct guard *g)
 	struct watched *next;
 	struct err e;
 
+	pthread_mutex_lock(&g->lock);
+	g->prev_round_start_ms = g->cur_round_start_ms;
+	g->cur_round_start_ms = start_ms;
+	pthread_mutex_unlock(&g->lock);
 	reap_alarms(g);
 	measure_host(g);
 	discover(g);
@@ -554,7 +560,7 @@ static int start(struct guard *g, const struct guard_opts *o, struct err *e)
 	int rc;
 
 	g->o = *o;
-	if (!g->o.interval_ms)
+	if (!g->o.interval_ms && !g->o.back_to_back)
 		g->o.interval_ms = 100;
 	if (!g->o.audit_every_ms)
 		g->o.audit_every_ms = 60000;
@@ -654,6 +660,8 @@ int guard_run(const struct guard_opts *o, struct err *e)
 	while (!atomic_load(&g.stop) && (!g.o.rounds || g.rounds < g.o.rounds)) {
 		uint64_t now;
 		one_round(&g);
+		if (g.o.back_to_back)
+			continue;
 		next += (uint64_t)g.o.interval_ms * 1000000ull;
 		now = mono_ns();
 		if (now > next) {

@@ -27,6 +27,7 @@ struct guard_opts {
 	const char *control;            /* the guard's own control socket (NULL: STATE_DIR/guard.sock) */
 	const char *alarm_cmd;          /* run with the reason as arguments on an alarm (NULL: none) */
 	unsigned interval_ms;           /* default 100 */
+	bool back_to_back;              /* no pause between rounds (tests and benchmarks: --interval 0) */
 	uint64_t rounds;                /* stop after this many rounds (0: run until told) */
 	unsigned audit_every_ms;        /* summary of passing rounds (default 60000) */
 	uint64_t sweep_bytes;           /* resident code and RELRO compared in turn, a round a process (default 64 KiB) */

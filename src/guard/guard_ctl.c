@@ -40,10 +40,12 @@ static json_t *status(struct guard *g)
 		      "started_ms", (json_int_t)g->started_ms);
 	if (g->untrusted)
 		json_object_set_new(o, "untrusted",
-				    json_pack("{s:s, s:I, s:I, s:s, s:o, s:o, s:b}", "time", g->mark.time, "at_ms",
+				    json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:b}", "time", g->mark.time, "at_ms",
 					      (json_int_t)g->untrusted_at_ms, "round", (json_int_t)g->untrusted_round,
-					      "check", g->mark.check, "target", jstr(g->mark.target), "reason",
-					      jstr(g->mark.reason), "restored", g->untrusted_restored));
+					      "round_start_ms", (json_int_t)g->untrusted_round_start_ms,
+					      "prev_round_start_ms", (json_int_t)g->untrusted_prev_round_start_ms, "check",
+					      g->mark.check, "target", jstr(g->mark.target), "reason", jstr(g->mark.reason),
+					      "restored", g->untrusted_restored));
 	json_object_set_new(o, "round_ms",
 			    json_pack("{s:f, s:f, s:f, s:I}", "last", ms(g->last_round_ns), "mean",
 				      g->rounds ? ms(g->sum_round_ns) / (double)g->rounds : 0.0, "max", ms(g->max_round_ns),
@@ -52,7 +54,8 @@ static json_t *status(struct guard *g)
 	{
 		double steady = g->rounds > 1 ? ms(g->cpu_ns - g->first_cpu_ns) / (double)(g->rounds - 1) : 0.0;
 		json_object_set_new(o, "cpu_ms_per_round", json_real(steady));
-		json_object_set_new(o, "cpu_fraction", json_real(steady / (double)g->o.interval_ms));
+		if (g->o.interval_ms)
+			json_object_set_new(o, "cpu_fraction", json_real(steady / (double)g->o.interval_ms));
 		json_object_set_new(o, "first_round", json_pack("{s:f, s:f}", "ms", ms(g->first_round_ns), "cpu_ms",
 								  ms(g->first_cpu_ns)));
 	}

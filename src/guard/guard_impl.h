@@ -58,6 +58,8 @@ struct guard {
 	uint64_t last_round_ns, max_round_ns, sum_round_ns, cpu_ns;
 	uint64_t first_round_ns, first_cpu_ns;  /* round 0: opening and reading every file */
 	int64_t last_round_start_ms;
+	int64_t cur_round_start_ms, prev_round_start_ms;    /* the round running, the one before */
+	int64_t untrusted_round_start_ms, untrusted_prev_round_start_ms;
 	uint64_t rehashed_bytes, quotes, nmodules;
 	/* since the last audit summary */
 	uint64_t sum_rounds, sum_measurements, sum_failures, sum_max_ns, sum_ns;
