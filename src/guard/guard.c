@@ -525,31 +525,42 @@ static int copy_vdso(struct guard *g, struct err *e)
  * into the fresh PCR again. */
 static void restore_mark(struct guard *g)
 {
-	struct guard_mark m;
-	bool in_log = false, extended = false;
+	struct guard_mark m, logged;
+	bool in_log = false, extended = false, have_file = true;
 	struct err e;
 
-	if (mark_load(g->hm->state_dir, &m, &e) < 0) {
-		if (e.code != -ENOENT)
-			fprintf(stderr, "sealvm guard: %s: treating the host as marked untrusted\n", e.msg);
-		if (e.code == -ENOENT)
-			return;
-		snprintf(m.check, sizeof(m.check), "mark");
-		snprintf(m.target, sizeof(m.target), "host %s", g->hm->host.name);
-		snprintf(m.reason, sizeof(m.reason), "the guard's mark file is unreadable: %s", e.msg);
-		mark_now(m.time, sizeof(m.time));
-	}
-	if (mark_in_log(g->hm->state_dir, &in_log, &e) < 0)
+	if (mark_from_log(g->hm->state_dir, &logged, &in_log, &e) < 0)
 		fprintf(stderr, "sealvm guard: reading the event log: %s\n", e.msg);
+	if (mark_load(g->hm->state_dir, &m, &e) < 0) {
+		have_file = false;
+		if (e.code == -ENOENT && !in_log)
+			return;
+		if (e.code == -ENOENT) {
+			/* cleared by the operator, but this TPM power cycle still carries it */
+			m = logged;
+			snprintf(m.reason, sizeof(m.reason), "the TPM still holds a guard alarm of this power cycle (%s: %s); "
+				 "the mark was cleared: restart the TPM (reboot) to trust this host again", logged.check,
+				 logged.reason);
+		} else {
+			fprintf(stderr, "sealvm guard: %s: treating the host as marked untrusted\n", e.msg);
+			snprintf(m.check, sizeof(m.check), "mark");
+			snprintf(m.target, sizeof(m.target), "host %s", g->hm->host.name);
+			snprintf(m.reason, sizeof(m.reason), "the guard's mark file is unreadable: %s", e.msg);
+			mark_now(m.time, sizeof(m.time));
+		}
+	}
+	text_sanitize(m.target);
+	text_sanitize(m.reason);
 	if (!in_log && mark_set(g->hm->state_dir, g->hm->host.tpm, &m, &extended, &e) < 0)
 		fprintf(stderr, "sealvm guard: could not extend the alarm into the TPM again: %s\n", e.msg);
 	g->untrusted = g->untrusted_restored = true;
 	g->mark = m;
 	g->untrusted_at_ms = guard_realtime_ms();
-	fprintf(stderr, "sealvm guard: this host was marked UNTRUSTED at %s (%s: %s); `sealvm guard clear` after "
-			"repairing it, then restart the TPM (reboot)\n", m.time, m.check, m.reason);
-	audit(g, "guard-untrusted", json_pack("{s:o, s:s, s:o, s:b, s:b}", "target", jstr(m.target), "check", m.check,
-					      "reason", jstr(m.reason), "restored", 1, "pcr_extended", extended));
+	fprintf(stderr, "sealvm guard: this host was marked UNTRUSTED at %s (%s: %s)%s\n", m.time, m.check, m.reason,
+		have_file ? "; `sealvm guard clear` after repairing it, then restart the TPM (reboot)" : "");
+	audit(g, "guard-untrusted", json_pack("{s:o, s:s, s:o, s:b, s:b, s:b}", "target", jstr(m.target), "check", m.check,
+					      "reason", jstr(m.reason), "restored", 1, "pcr_extended", extended,
+					      "cleared", !have_file));
 }
 
 static int start(struct guard *g, const struct guard_opts *o, struct err *e)

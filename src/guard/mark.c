@@ -122,20 +122,46 @@ out:
 	return rc;
 }
 
+struct find {
+	bool present;
+	struct guard_mark *m;
+};
+
 static int find_alarm(void *opaque, const struct eventlog *l, struct err *e)
 {
-	bool *present = opaque;
+	struct find *f = opaque;
 
-	for (size_t i = 0; i < l->n; i++)
-		if (!strcmp(l->ev[i].type, EVENT_TYPE_GUARD_ALARM))
-			*present = true;
+	for (size_t i = 0; i < l->n; i++) {
+		json_t *o;
+		if (strcmp(l->ev[i].type, EVENT_TYPE_GUARD_ALARM))
+			continue;
+		f->present = true;
+		if (!f->m)
+			continue;
+		/* the latest alarm's fields, as far as they can be read */
+		o = jx_parse(l->ev[i].data, strlen(l->ev[i].data), "guard alarm", NULL);
+		memset(f->m, 0, sizeof(*f->m));
+		snprintf(f->m->time, sizeof(f->m->time), "%s", json_string_value(json_object_get(o, "time")) ?: "?");
+		snprintf(f->m->check, sizeof(f->m->check), "%s", json_string_value(json_object_get(o, "check")) ?: "?");
+		snprintf(f->m->target, sizeof(f->m->target), "%s", json_string_value(json_object_get(o, "target")) ?: "?");
+		snprintf(f->m->reason, sizeof(f->m->reason), "%s", json_string_value(json_object_get(o, "reason")) ?: "?");
+		json_decref(o);
+	}
 	return 0;
 }
 
 int mark_in_log(const char *state_dir, bool *present, struct err *e)
 {
-	*present = false;
-	return eventlog_with_log(state_dir, find_alarm, present, e);
+	return mark_from_log(state_dir, NULL, present, e);
+}
+
+int mark_from_log(const char *state_dir, struct guard_mark *m, bool *present, struct err *e)
+{
+	struct find f = { .m = m };
+	int rc = eventlog_with_log(state_dir, find_alarm, &f, e);
+
+	*present = f.present;
+	return rc;
 }
 
 int mark_clear(const char *state_dir, struct err *e)

@@ -12,6 +12,9 @@
  *    stays untrusted (the guard extends the event again into a fresh PCR) until an
  *    operator who has repaired the host removes it (`sealvm guard clear`).
  *
+ * The guard counts the host untrusted while either holds: a cleared file does not make
+ * a host trusted whose PCR still carries the alarm (no verifier would accept it).
+ *
  *   {"time": "2026-11-30T10:00:00.123Z", "check": "code", "reason": "...", "target": "..."} */
 #ifndef SEALVM_GUARD_MARK_H
 #define SEALVM_GUARD_MARK_H
@@ -38,6 +41,8 @@ int mark_set(const char *state_dir, const char *tpm_spec, const struct guard_mar
 int mark_load(const char *state_dir, struct guard_mark *m, struct err *e);
 /* Whether the current event log (this TPM power cycle) holds a guard alarm. */
 int mark_in_log(const char *state_dir, bool *present, struct err *e);
+/* The same, and m (if present) gets the latest alarm's fields. */
+int mark_from_log(const char *state_dir, struct guard_mark *m, bool *present, struct err *e);
 /* Removes the file (the PCR keeps its alarm until the TPM restarts). */
 int mark_clear(const char *state_dir, struct err *e);
 /* The event data for m (canonical JSON, within EVENT_DATA_MAX); malloc'd. */

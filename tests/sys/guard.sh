@@ -73,7 +73,7 @@ start_guard() {
 wait_state() { # STATE SECONDS
   local n=$(( $2 * 20 ))
   while [ $n -gt 0 ]; do
-    [ "$(gctl status | jget 'd["state"]')" = "$1" ] && return 0
+    [ "$(gctl status 2>/dev/null | jget 'd["state"]' 2>/dev/null)" = "$1" ] && return 0
     sleep 0.05; n=$((n - 1))
   done
   return 1
@@ -211,6 +211,11 @@ cp "$S" "$T/bin/sealvm"
 cp "$LIB" "$T/lib/$(basename "$LIB")"
 "$S" guard clear --state-dir "$T/hosta" >"$T/clear.log" || fail "guard clear: $(cat "$T/clear.log")"
 out=$(attest_self) && fail "the PCR forgot the alarm before the TPM restarted: $out"
+start_guard
+wait_state untrusted 5 || fail "a guard trusts a host whose PCR holds an alarm: $(gctl status)"
+gctl status | jget 'd["untrusted"]["reason"]' | grep -q "TPM still holds a guard alarm" || fail "$(gctl status)"
+gctl quit >/dev/null
+wait_exit "$GUARD" 10 || fail "the guard did not stop"
 kill "$TPM_PID"; wait_exit "$TPM_PID" 10
 port=${TPM_SPEC##*port=}
 bg hosta.swtpm2 swtpm socket --tpm2 --tpmstate "dir=$T/hosta.tpm" \
