@@ -93,6 +93,7 @@ static json_t *proc_json(const struct watched *w)
 	json_object_set_new(o, "bytes_read", json_integer((json_int_t)r->bytes_read));
 	json_object_set_new(o, "bytes_compared", json_integer((json_int_t)r->bytes_compared));
 	json_object_set_new(o, "bytes_swept", json_integer((json_int_t)r->bytes_swept));
+	json_object_set_new(o, "bytes_unchanged", json_integer((json_int_t)r->bytes_unchanged));
 	json_object_set_new(o, "relocs", json_pack("{s:I, s:I, s:I}", "predicted", (json_int_t)r->relocs_predicted,
 						   "validated", (json_int_t)r->relocs_validated, "skipped",
 						   (json_int_t)r->relocs_skipped));

@@ -96,10 +96,12 @@ static int read_all(int fd, uint8_t *buf, uint64_t size, uint8_t sha[32], struct
 	return 0;
 }
 
-static bool symbolic(const struct elf_reloc *x)
+/* The GOT proper: where the loader puts what it looked up. Data pointers relocated
+ * against symbols (R_X86_64_64, spread over .data.rel.ro) are left to the sweep. */
+static bool got_slot(const struct elf_reloc *x)
 {
 	return x->type == ELF_R_X86_64_GLOB_DAT || x->type == ELF_R_X86_64_JUMP_SLOT ||
-	       x->type == ELF_R_X86_64_IRELATIVE || (x->type == ELF_R_X86_64_64 && x->sym);
+	       x->type == ELF_R_X86_64_IRELATIVE;
 }
 
 static int find_got_pages(struct module *mod, struct err *e)
@@ -107,9 +109,17 @@ static int find_got_pages(struct module *mod, struct err *e)
 	const struct elf_info *elf = &mod->elf;
 	size_t cap = 0;
 
+	mod->lazy_lo = UINT64_MAX;
+	mod->lazy_hi = 0;
 	for (size_t k = 0; k < elf->nrelocs; k++) {
 		uint64_t pg = elf->relocs[k].offset / ELF_PAGE * ELF_PAGE;
-		if (!symbolic(&elf->relocs[k]) || !elf_in_relro(elf, elf->relocs[k].offset))
+		if (elf->relocs[k].type == ELF_R_X86_64_JUMP_SLOT && !elf_in_relro(elf, elf->relocs[k].offset)) {
+			if (elf->relocs[k].offset < mod->lazy_lo)
+				mod->lazy_lo = elf->relocs[k].offset;
+			if (elf->relocs[k].offset + 8 > mod->lazy_hi)
+				mod->lazy_hi = elf->relocs[k].offset + 8;
+		}
+		if (!got_slot(&elf->relocs[k]) || !elf_in_relro(elf, elf->relocs[k].offset))
 			continue;
 		/* relocations are sorted: a page repeats only right after itself */
 		if (mod->ngot_pages && mod->got_pages[mod->ngot_pages - 1] == pg)

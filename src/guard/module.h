@@ -48,6 +48,7 @@ struct module {
 	struct elf_info elf;
 	uint64_t *got_pages;            /* RELRO pages (vaddr) holding resolved pointers: GOT */
 	size_t ngot_pages;
+	uint64_t lazy_lo, lazy_hi;      /* JUMP_SLOTs outside RELRO (lazily bound .got.plt), vaddrs */
 	/* rolling re-hash */
 	struct evp_md_ctx_st *rehash;
 	uint64_t rehash_off;
@@ -96,8 +97,8 @@ void module_compare(const struct module *mod, uint64_t bias, const struct map_en
 		    uint64_t addr, const uint8_t *buf, size_t n, bool slots_only, module_ptr_ok_fn ok, void *opaque,
 		    struct module_cmp *r);
 
-/* Whether the RELRO page at vaddr holds a resolved pointer (GLOB_DAT, JUMP_SLOT,
- * IRELATIVE, or R_X86_64_64 against a symbol): the GOT, compared every round. */
+/* Whether the RELRO page at vaddr holds a resolved pointer the loader looked up
+ * (GLOB_DAT, JUMP_SLOT, IRELATIVE): the GOT, compared every round. */
 bool module_got_page(const struct module *mod, uint64_t vaddr);
 
 /* Load biases under which mapping m could be one of this module's segments (at most

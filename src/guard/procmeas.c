@@ -105,6 +105,10 @@ int module_set_rehash(struct module_set *s, uint64_t budget, uint64_t *hashed, s
 
 /* ---- pinning a process ---- */
 
+struct layout;
+static void layout_free(struct layout *L);
+static void forget_verified(struct vmm_proc *p);
+
 int procmeas_open(pid_t pid, struct vmm_proc **out, struct err *e)
 {
 	struct vmm_proc *p = calloc(1, sizeof(*p));
@@ -155,6 +159,12 @@ void procmeas_close(struct vmm_proc *p)
 		close(p->memfd);
 	if (p->pagemapfd >= 0)
 		close(p->pagemapfd);
+	forget_verified(p);
+	if (p->layout) {
+		layout_free(p->layout);
+		free(p->layout);
+	}
+	free(p->maps_text);
 	free(p);
 }
 
@@ -206,10 +216,9 @@ struct range {
 	uint64_t lo, hi;
 };
 
-struct ctx {
-	struct vmm_proc *p;
-	const struct procmeas_ref *ref;
-	struct proc_result *r;
+/* What a process's memory map says, analysed: reused while the map's text stays the
+ * same (the same files at the same places), rebuilt when it changes. */
+struct layout {
 	struct maps maps;
 	int *owner;                     /* maps index -> pmods index, -1 */
 	const struct elf_load **load;   /* maps index -> its segment */
@@ -219,6 +228,21 @@ struct ctx {
 	struct range *code, *spans;     /* sorted: executable module mappings, module spans */
 	size_t ncode, nspans, code_hint, span_hint;
 	const struct map_ent *vdso;
+};
+
+/* A range compared every round, with the bytes that passed: the same bytes in the
+ * same layout pass again (the verdict depends on nothing else). */
+struct verified {
+	uint64_t addr;
+	size_t len;
+	uint8_t *data;
+};
+
+struct ctx {
+	struct vmm_proc *p;
+	const struct procmeas_ref *ref;
+	struct proc_result *r;
+	struct layout L;
 	struct module *exe;             /* the executable's module */
 	uint8_t *buf;
 	size_t buf_cap;
@@ -302,8 +326,8 @@ static bool ptr_ok(void *opaque, uint64_t v, bool code)
 {
 	struct ctx *c = opaque;
 
-	return in_ranges(c->code, c->ncode, v, &c->code_hint) ||
-	       (!code && in_ranges(c->spans, c->nspans, v, &c->span_hint));
+	return in_ranges(c->L.code, c->L.ncode, v, &c->L.code_hint) ||
+	       (!code && in_ranges(c->L.spans, c->L.nspans, v, &c->L.span_hint));
 }
 
 static int cmp_range(const void *a, const void *b)
@@ -350,8 +374,8 @@ static void check_exe(struct ctx *c, struct module_set *mods, uint64_t round)
 		fail(c, "exe", "cannot stat %s: %s", path, strerror(errno));
 		return;
 	}
-	for (size_t i = 0; i < c->maps.n; i++) {
-		const struct map_ent *m = &c->maps.ent[i];
+	for (size_t i = 0; i < c->L.maps.n; i++) {
+		const struct map_ent *m = &c->L.maps.ent[i];
 		if (m->ino == st.st_ino && m->dev_major == major(st.st_dev) && m->dev_minor == minor(st.st_dev)) {
 			ent = m;
 			break;
@@ -423,11 +447,11 @@ static void check_exe(struct ctx *c, struct module_set *mods, uint64_t round)
 static int find_pmod(struct ctx *c, const struct map_ent *m)
 {
 	/* a file's mappings are next to each other: try the last one found first */
-	if (c->last_pm < c->npm && module_is(c->pm[c->last_pm].mod, m))
-		return (int)c->last_pm;
-	for (size_t k = 0; k < c->npm; k++)
-		if (module_is(c->pm[k].mod, m)) {
-			c->last_pm = k;
+	if (c->L.last_pm < c->L.npm && module_is(c->L.pm[c->L.last_pm].mod, m))
+		return (int)c->L.last_pm;
+	for (size_t k = 0; k < c->L.npm; k++)
+		if (module_is(c->L.pm[k].mod, m)) {
+			c->L.last_pm = k;
 			return (int)k;
 		}
 	return -1;
@@ -438,7 +462,7 @@ static int find_pmod(struct ctx *c, const struct map_ent *m)
  * (a program may map a file it also runs, to read it) are not the module's. */
 static void choose_bias(struct ctx *c, int k)
 {
-	struct pmod *pm = &c->pm[k];
+	struct pmod *pm = &c->L.pm[k];
 	size_t best_fit = 0;
 	uint64_t best = 0;
 	bool found = false;
@@ -447,15 +471,15 @@ static void choose_bias(struct ctx *c, int k)
 	 * always gives the bias every mapping fits */
 	for (size_t f = 0; f < pm->n && best_fit < pm->n; f++) {
 		uint64_t cand[ELF_MAX_LOADS];
-		size_t nc = module_bias_candidates(pm->mod, &c->maps.ent[pm->idx[f]], cand, ELF_MAX_LOADS);
+		size_t nc = module_bias_candidates(pm->mod, &c->L.maps.ent[pm->idx[f]], cand, ELF_MAX_LOADS);
 		for (size_t j = 0; j < nc; j++) {
 			const struct elf_load *l;
 			size_t fit = 0;
 			bool code_ok = true;
 			for (size_t x = 0; x < pm->n && code_ok; x++) {
-				if (module_fits(pm->mod, cand[j], &c->maps.ent[pm->idx[x]], &l))
+				if (module_fits(pm->mod, cand[j], &c->L.maps.ent[pm->idx[x]], &l))
 					fit++;
-				else if (c->maps.ent[pm->idx[x]].x)
+				else if (c->L.maps.ent[pm->idx[x]].x)
 					code_ok = false;
 			}
 			if (code_ok && fit > best_fit) {
@@ -472,8 +496,8 @@ static void choose_bias(struct ctx *c, int k)
 	}
 	pm->bias = best;
 	for (size_t x = 0; x < pm->n; x++)
-		if (!module_fits(pm->mod, best, &c->maps.ent[pm->idx[x]], &c->load[pm->idx[x]]))
-			c->owner[pm->idx[x]] = -1;
+		if (!module_fits(pm->mod, best, &c->L.maps.ent[pm->idx[x]], &c->L.load[pm->idx[x]]))
+			c->L.owner[pm->idx[x]] = -1;
 }
 
 /* Every file page of every segment must be mapped from the file, where the program
@@ -481,7 +505,7 @@ static void choose_bias(struct ctx *c, int k)
  * other memory at the same addresses. */
 static void check_coverage(struct ctx *c, int k)
 {
-	const struct pmod *pm = &c->pm[k];
+	const struct pmod *pm = &c->L.pm[k];
 	const struct elf_info *elf = &pm->mod->elf;
 
 	for (size_t l = 0; l < elf->nloads; l++) {
@@ -490,8 +514,8 @@ static void check_coverage(struct ctx *c, int k)
 		uint64_t at = lo;
 
 		for (size_t x = 0; x < pm->n && at < hi; x++) {
-			const struct map_ent *m = &c->maps.ent[pm->idx[x]];
-			if (m->end <= at || c->owner[pm->idx[x]] != k)
+			const struct map_ent *m = &c->L.maps.ent[pm->idx[x]];
+			if (m->end <= at || c->L.owner[pm->idx[x]] != k)
 				continue;
 			if (m->start > at)
 				break;
@@ -511,8 +535,8 @@ static void check_maps(struct ctx *c, struct module_set *mods, uint64_t round)
 {
 	struct err e;
 
-	for (size_t i = 0; i < c->maps.n && !failed(c); i++) {
-		const struct map_ent *m = &c->maps.ent[i];
+	for (size_t i = 0; i < c->L.maps.n && !failed(c); i++) {
+		const struct map_ent *m = &c->L.maps.ent[i];
 		struct module *mod;
 		int k;
 
@@ -531,49 +555,42 @@ static void check_maps(struct ctx *c, struct module_set *mods, uint64_t round)
 			}
 		}
 		mod->seen_round = round;
-		k = (int)c->npm++;
-		c->pm[k] = (struct pmod){ .mod = mod, .exe = mod == c->exe };
-		if (!c->pm[k].exe && !table_allows_lib(c->ref->table, mod->sha256)) {
-			char hex[65];
-			hex_encode(mod->sha256, 32, hex);
-			fail(c, "library", "library %s (sha256 %.16s…) is not among the integrity validation table's "
-			     "libraries", mod->path, hex);
-			return;
-		}
+		k = (int)c->L.npm++;
+		c->L.pm[k] = (struct pmod){ .mod = mod, .exe = mod == c->exe };
 	}
 	/* inaccessible (PROT_NONE) pages, such as the gaps the loader leaves between a
 	 * library's segments, hold nothing to measure */
-	for (size_t i = 0; i < c->maps.n; i++) {
-		const struct map_ent *m = &c->maps.ent[i];
-		c->owner[i] = map_is_file(m) && (m->r || m->w || m->x) ? find_pmod(c, m) : -1;
-		if (c->owner[i] >= 0)
-			c->pm[c->owner[i]].n++;
+	for (size_t i = 0; i < c->L.maps.n; i++) {
+		const struct map_ent *m = &c->L.maps.ent[i];
+		c->L.owner[i] = map_is_file(m) && (m->r || m->w || m->x) ? find_pmod(c, m) : -1;
+		if (c->L.owner[i] >= 0)
+			c->L.pm[c->L.owner[i]].n++;
 	}
 	/* each module's mappings, in address order, laid out one module after another */
 	{
 		size_t at = 0;
-		for (size_t k = 0; k < c->npm; k++) {
-			c->pm[k].idx = c->idx + at;
-			at += c->pm[k].n;
-			c->pm[k].n = 0;
+		for (size_t k = 0; k < c->L.npm; k++) {
+			c->L.pm[k].idx = c->L.idx + at;
+			at += c->L.pm[k].n;
+			c->L.pm[k].n = 0;
 		}
-		for (size_t i = 0; i < c->maps.n; i++)
-			if (c->owner[i] >= 0) {
-				struct pmod *pm = &c->pm[c->owner[i]];
+		for (size_t i = 0; i < c->L.maps.n; i++)
+			if (c->L.owner[i] >= 0) {
+				struct pmod *pm = &c->L.pm[c->L.owner[i]];
 				pm->idx[pm->n++] = i;
 			}
 	}
-	for (size_t k = 0; k < c->npm && !failed(c); k++)
+	for (size_t k = 0; k < c->L.npm && !failed(c); k++)
 		choose_bias(c, (int)k);
-	for (size_t k = 0; k < c->npm && !failed(c); k++)
+	for (size_t k = 0; k < c->L.npm && !failed(c); k++)
 		check_coverage(c, (int)k);
-	for (size_t i = 0; i < c->maps.n && !failed(c); i++) {
-		const struct map_ent *m = &c->maps.ent[i];
+	for (size_t i = 0; i < c->L.maps.n && !failed(c); i++) {
+		const struct map_ent *m = &c->L.maps.ent[i];
 		if (!m->x)
 			continue;
-		if (c->owner[i] < 0) {
+		if (c->L.owner[i] < 0) {
 			if (!strcmp(m->path, "[vdso]")) {
-				c->vdso = m;
+				c->L.vdso = m;
 				continue;
 			}
 			if (!strcmp(m->path, "[vsyscall]"))
@@ -582,8 +599,8 @@ static void check_maps(struct ctx *c, struct module_set *mods, uint64_t round)
 			     (unsigned long long)m->start, (unsigned long long)m->end, m->path[0] ? m->path : "anonymous");
 			return;
 		}
-		if (m->w || !(c->load[i]->flags & ELF_PF_X)) {
-			fail(c, "maps", "%s is mapped %s at 0x%llx where its segment is %s", mod_label(&c->pm[c->owner[i]]),
+		if (m->w || !(c->L.load[i]->flags & ELF_PF_X)) {
+			fail(c, "maps", "%s is mapped %s at 0x%llx where its segment is %s", mod_label(&c->L.pm[c->L.owner[i]]),
 			     m->w ? "writable and executable" : "executable", (unsigned long long)m->start,
 			     m->w ? "code" : "not code");
 			return;
@@ -592,29 +609,59 @@ static void check_maps(struct ctx *c, struct module_set *mods, uint64_t round)
 	if (failed(c))
 		return;
 	/* where resolved pointers may lead */
-	c->code = calloc(c->maps.n + 1, sizeof(*c->code));
-	c->spans = calloc(c->npm + 1, sizeof(*c->spans));
-	if (!c->code || !c->spans) {
+	c->L.code = calloc(c->L.maps.n + 1, sizeof(*c->L.code));
+	c->L.spans = calloc(c->L.npm + 1, sizeof(*c->L.spans));
+	if (!c->L.code || !c->L.spans) {
 		fail(c, "maps", "out of memory");
 		return;
 	}
-	for (size_t i = 0; i < c->maps.n; i++)
-		if (c->maps.ent[i].x && (c->owner[i] >= 0 || &c->maps.ent[i] == c->vdso))
-			c->code[c->ncode++] = (struct range){ c->maps.ent[i].start, c->maps.ent[i].end };
-	for (size_t k = 0; k < c->npm; k++)
-		c->spans[c->nspans++] = (struct range){ c->pm[k].bias + c->pm[k].mod->elf.span_lo,
-							c->pm[k].bias + c->pm[k].mod->elf.span_hi + 1 };
-	qsort(c->spans, c->nspans, sizeof(*c->spans), cmp_range);
-	c->r->modules = c->npm;
+	for (size_t i = 0; i < c->L.maps.n; i++)
+		if (c->L.maps.ent[i].x && (c->L.owner[i] >= 0 || &c->L.maps.ent[i] == c->L.vdso))
+			c->L.code[c->L.ncode++] = (struct range){ c->L.maps.ent[i].start, c->L.maps.ent[i].end };
+	for (size_t k = 0; k < c->L.npm; k++)
+		c->L.spans[c->L.nspans++] = (struct range){ c->L.pm[k].bias + c->L.pm[k].mod->elf.span_lo,
+							c->L.pm[k].bias + c->L.pm[k].mod->elf.span_hi + 1 };
+	qsort(c->L.spans, c->L.nspans, sizeof(*c->L.spans), cmp_range);
 }
 
 /* Reads [addr, addr + n) of the process and compares it with the module's prediction. */
-static void compare_run(struct ctx *c, size_t i, uint64_t addr, size_t n, bool slots_only)
+static struct verified *find_verified(struct vmm_proc *p, uint64_t addr, size_t n)
 {
-	const struct map_ent *m = &c->maps.ent[i];
-	const struct pmod *pm = &c->pm[c->owner[i]];
+	for (size_t i = 0; i < p->nverified; i++)
+		if (p->verified[i].addr == addr && p->verified[i].len == n)
+			return &p->verified[i];
+	return NULL;
+}
+
+/* Remembers bytes that passed (best effort: without memory they are compared again). */
+static void remember(struct vmm_proc *p, uint64_t addr, const uint8_t *b, size_t n)
+{
+	struct verified *v = find_verified(p, addr, n), *nv;
+	uint8_t *d;
+
+	if (!v) {
+		if (!(nv = realloc(p->verified, (p->nverified + 1) * sizeof(*nv))))
+			return;
+		p->verified = nv;
+		v = &p->verified[p->nverified];
+		*v = (struct verified){ .addr = addr, .len = n };
+		if (!(v->data = malloc(n)))
+			return;
+		p->nverified++;
+	}
+	d = v->data;
+	memcpy(d, b, n);
+}
+
+/* Reads [addr, addr + n) of the process and compares it with the module's prediction.
+ * every_round: a range read every round, whose bytes are remembered once they pass. */
+static void compare_run(struct ctx *c, size_t i, uint64_t addr, size_t n, bool slots_only, bool every_round)
+{
+	const struct map_ent *m = &c->L.maps.ent[i];
+	const struct pmod *pm = &c->L.pm[c->L.owner[i]];
 	struct module_cmp cmp = { 0 };
 	uint8_t *b = scratch(c, n);
+	struct verified *v;
 	ssize_t got;
 
 	if (!b) {
@@ -628,7 +675,11 @@ static void compare_run(struct ctx *c, size_t i, uint64_t addr, size_t n, bool s
 		return;
 	}
 	c->r->bytes_read += n;
-	module_compare(pm->mod, pm->bias, m, c->load[i], addr, b, n, slots_only, ptr_ok, c, &cmp);
+	if (every_round && (v = find_verified(c->p, addr, n)) && !memcmp(v->data, b, n)) {
+		c->r->bytes_unchanged += n;
+		return;
+	}
+	module_compare(pm->mod, pm->bias, m, c->L.load[i], addr, b, n, slots_only, ptr_ok, c, &cmp);
 	c->r->bytes_compared += cmp.bytes;
 	c->r->relocs_predicted += cmp.relocs_predicted;
 	c->r->relocs_validated += cmp.relocs_validated;
@@ -636,6 +687,8 @@ static void compare_run(struct ctx *c, size_t i, uint64_t addr, size_t n, bool s
 	if (cmp.bad) {
 		bool relro = elf_in_relro(&pm->mod->elf, cmp.bad_addr - pm->bias);
 		fail(c, slots_only ? "got" : relro ? "relro" : "code", "process %d: %s", (int)c->p->pid, cmp.why);
+	} else if (every_round) {
+		remember(c->p, addr, b, n);
 	}
 }
 
@@ -650,15 +703,16 @@ static void check_code(struct ctx *c, uint64_t *sweep_left, bool *wrapped)
 	uint64_t *pm_ent = NULL;
 	size_t pm_cap = 0;
 
-	for (size_t i = 0; i < c->maps.n && !failed(c); i++) {
-		const struct map_ent *m = &c->maps.ent[i];
+	for (size_t i = 0; i < c->L.maps.n && !failed(c); i++) {
+		const struct map_ent *m = &c->L.maps.ent[i];
 		const struct pmod *pm;
 		uint64_t npages, run = 0, run_len = 0;
+		int run_kind = 0;
 		ssize_t got;
 
-		if (c->owner[i] < 0 || m->w || !m->r)
+		if (c->L.owner[i] < 0 || m->w || !m->r)
 			continue;
-		pm = &c->pm[c->owner[i]];
+		pm = &c->L.pm[c->L.owner[i]];
 		npages = (m->end - m->start) / PAGE;
 		if (npages > pm_cap) {
 			uint64_t *n = realloc(pm_ent, npages * 8);
@@ -678,7 +732,7 @@ static void check_code(struct ctx *c, uint64_t *sweep_left, bool *wrapped)
 		c->r->pages_scanned += npages;
 		for (uint64_t k = 0; k <= npages && !failed(c); k++) {
 			uint64_t a = m->start + k * PAGE;
-			bool want = false;
+			int want = 0;       /* 1: every round, 2: the sweep's turn */
 
 			if (k < npages) {
 				uint64_t f = pm_ent[k], v = a - pm->bias;
@@ -688,24 +742,25 @@ static void check_code(struct ctx *c, uint64_t *sweep_left, bool *wrapped)
 
 				if (relro ? module_got_page(pm->mod, v) : copied) {
 					/* every round: code or read-only data somebody wrote, and the GOT */
-					want = true;
+					want = 1;
 					c->r->pages_copied += !relro;
 				} else if ((present || swapped) && *sweep_left >= PAGE && a >= c->p->sweep_cursor) {
 					/* in turn: the rest of RELRO, and resident pages still the file's */
-					want = true;
+					want = 2;
 					*sweep_left -= PAGE;
 					c->r->bytes_swept += PAGE;
 					c->p->sweep_cursor = a + PAGE;
 				}
 			}
-			if (want && run_len && run + run_len == a) {
+			if (want && want == run_kind && run + run_len == a) {
 				run_len += PAGE;
 				continue;
 			}
 			if (run_len)
-				compare_run(c, i, run, run_len, false);
+				compare_run(c, i, run, run_len, false, run_kind == 1);
 			run = a;
 			run_len = want ? PAGE : 0;
+			run_kind = want;
 		}
 	}
 	free(pm_ent);
@@ -716,34 +771,26 @@ static void check_code(struct ctx *c, uint64_t *sweep_left, bool *wrapped)
 /* Lazily bound JUMP_SLOT pointers in writable .got.plt: they must lead into code. */
 static void check_got(struct ctx *c)
 {
-	for (size_t i = 0; i < c->maps.n && !failed(c); i++) {
-		const struct map_ent *m = &c->maps.ent[i];
+	for (size_t i = 0; i < c->L.maps.n && !failed(c); i++) {
+		const struct map_ent *m = &c->L.maps.ent[i];
 		const struct pmod *pm;
-		const struct elf_info *elf;
-		uint64_t lo = UINT64_MAX, hi = 0;
+		uint64_t lo, hi;
 
-		if (c->owner[i] < 0 || !m->w)
+		if (c->L.owner[i] < 0 || !m->w)
 			continue;
-		pm = &c->pm[c->owner[i]];
-		elf = &pm->mod->elf;
-		for (size_t k = elf_reloc_from(elf, m->start - pm->bias);
-		     k < elf->nrelocs && elf->relocs[k].offset + pm->bias < m->end; k++) {
-			uint64_t s = elf->relocs[k].offset + pm->bias;
-			if (elf->relocs[k].type != ELF_R_X86_64_JUMP_SLOT || s < m->start || s + 8 > m->end)
-				continue;
-			if (s < lo)
-				lo = s;
-			if (s + 8 > hi)
-				hi = s + 8;
-		}
+		pm = &c->L.pm[c->L.owner[i]];
+		if (pm->mod->lazy_lo >= pm->mod->lazy_hi)
+			continue;
+		lo = pm->bias + pm->mod->lazy_lo > m->start ? pm->bias + pm->mod->lazy_lo : m->start;
+		hi = pm->bias + pm->mod->lazy_hi < m->end ? pm->bias + pm->mod->lazy_hi : m->end;
 		if (lo < hi)
-			compare_run(c, i, lo, hi - lo, true);
+			compare_run(c, i, lo, hi - lo, true, true);
 	}
 }
 
 static void check_vdso(struct ctx *c)
 {
-	const struct map_ent *v = c->vdso;
+	const struct map_ent *v = c->L.vdso;
 	uint8_t *b;
 	size_t n;
 
@@ -769,15 +816,106 @@ static void check_vdso(struct ctx *c)
 	}
 }
 
+static void layout_free(struct layout *L)
+{
+	free(L->owner);
+	free(L->load);
+	free(L->pm);
+	free(L->idx);
+	free(L->code);
+	free(L->spans);
+	maps_free(&L->maps);
+	memset(L, 0, sizeof(*L));
+}
+
+static void forget_verified(struct vmm_proc *p)
+{
+	for (size_t i = 0; i < p->nverified; i++)
+		free(p->verified[i].data);
+	free(p->verified);
+	p->verified = NULL;
+	p->nverified = 0;
+}
+
+/* Every library must be one the table lists (when it lists any): checked every round,
+ * since the table may have been updated. */
+static void check_libs(struct ctx *c, uint64_t round)
+{
+	for (size_t k = 0; k < c->L.npm && !failed(c); k++) {
+		struct module *mod = c->L.pm[k].mod;
+		mod->seen_round = round;
+		c->L.pm[k].exe = mod == c->exe;
+		if (!c->L.pm[k].exe && !table_allows_lib(c->ref->table, mod->sha256)) {
+			char hex[65];
+			hex_encode(mod->sha256, 32, hex);
+			fail(c, "library", "library %s (sha256 %.16s…) is not among the integrity validation table's "
+			     "libraries", mod->path, hex);
+		}
+	}
+	c->r->modules = c->L.npm;
+}
+
+/* The map, analysed: last round's if its text is the same, else a new analysis. */
+static bool build_layout(struct ctx *c, struct module_set *mods, char *text, size_t len, uint64_t round)
+{
+	struct vmm_proc *p = c->p;
+	struct err e;
+
+	if (p->layout && len == p->maps_len && !memcmp(text, p->maps_text, len)) {
+		c->L = *(struct layout *)p->layout;
+		/* the modules stay alive while a layout refers to them */
+		for (size_t k = 0; k < c->L.npm; k++)
+			c->L.pm[k].mod->seen_round = round;
+		return true;
+	}
+	if (maps_parse(text, len, &c->L.maps, &e) < 0) {
+		fail(c, "maps", "process %d: %s", (int)p->pid, e.msg);
+		return false;
+	}
+	c->L.owner = calloc(c->L.maps.n + 1, sizeof(*c->L.owner));
+	c->L.load = calloc(c->L.maps.n + 1, sizeof(*c->L.load));
+	c->L.pm = calloc(c->L.maps.n + 1, sizeof(*c->L.pm));
+	c->L.idx = calloc(c->L.maps.n + 1, sizeof(*c->L.idx));
+	if (!c->L.owner || !c->L.load || !c->L.pm || !c->L.idx)
+		fail(c, "maps", "out of memory");
+	return false;
+}
+
+/* Keeps a layout that passed for the next round (taking text); drops one that did not. */
+static void keep_layout(struct ctx *c, bool reused, char **text, size_t len)
+{
+	struct vmm_proc *p = c->p;
+
+	if (reused && !failed(c))
+		return;
+	forget_verified(p);
+	if (p->layout) {
+		layout_free(p->layout);
+		free(p->layout);
+		p->layout = NULL;
+	}
+	free(p->maps_text);
+	p->maps_text = NULL;
+	p->maps_len = 0;
+	if (failed(c) || !(p->layout = malloc(sizeof(struct layout)))) {
+		if (!reused)
+			layout_free(&c->L);
+		return;
+	}
+	*(struct layout *)p->layout = c->L;
+	p->maps_text = *text;
+	p->maps_len = len;
+	*text = NULL;
+}
+
 void procmeas_run(struct vmm_proc *p, struct module_set *mods, const struct procmeas_ref *ref, uint64_t round,
 		  struct proc_result *r)
 {
 	struct ctx c = { .p = p, .ref = ref, .r = r };
 	uint64_t t0 = mono_ns(), sweep_left = ref->sweep_bytes;
-	bool wrapped = false;
+	bool wrapped = false, reused = false;
 	char *text = NULL;
 	size_t len = 0;
-	struct err e;
 
 	memset(r, 0, sizeof(*r));
 	r->ok = true;
@@ -789,22 +927,14 @@ void procmeas_run(struct vmm_proc *p, struct module_set *mods, const struct proc
 		fail(&c, "maps", "cannot read process %d's memory map", (int)p->pid);
 		goto out;
 	}
-	if (maps_parse(text, len, &c.maps, &e) < 0) {
-		fail(&c, "maps", "process %d: %s", (int)p->pid, e.msg);
-		goto out;
-	}
-	r->mappings = c.maps.n;
-	c.owner = calloc(c.maps.n + 1, sizeof(*c.owner));
-	c.load = calloc(c.maps.n + 1, sizeof(*c.load));
-	c.pm = calloc(c.maps.n + 1, sizeof(*c.pm));
-	c.idx = calloc(c.maps.n + 1, sizeof(*c.idx));
-	if (!c.owner || !c.load || !c.pm || !c.idx) {
-		fail(&c, "maps", "out of memory");
-		goto out;
-	}
-	check_exe(&c, mods, round);
+	reused = build_layout(&c, mods, text, len, round);
+	r->mappings = c.L.maps.n;
 	if (!failed(&c))
+		check_exe(&c, mods, round);
+	if (!failed(&c) && !reused)
 		check_maps(&c, mods, round);
+	if (!failed(&c))
+		check_libs(&c, round);
 	if (!failed(&c))
 		check_code(&c, &sweep_left, &wrapped);
 	if (!failed(&c))
@@ -815,6 +945,7 @@ void procmeas_run(struct vmm_proc *p, struct module_set *mods, const struct proc
 		p->sweep_cursor = 0;
 		p->sweeps++;
 	}
+	keep_layout(&c, reused, &text, len);
 out:
 	/* a process that ended while it was measured is gone, not tampered with */
 	/* excused only for a while: a main thread that exits alone leaves a process that
@@ -825,13 +956,6 @@ out:
 		r->check[0] = r->reason[0] = 0;
 	}
 	free(text);
-	free(c.owner);
-	free(c.load);
-	free(c.pm);
-	free(c.idx);
-	free(c.code);
-	free(c.spans);
 	free(c.buf);
-	maps_free(&c.maps);
 	r->ns = mono_ns() - t0;
 }

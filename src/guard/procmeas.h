@@ -79,9 +79,12 @@ struct proc_result {
 	uint64_t pages_scanned;         /* pagemap entries looked at */
 	uint64_t pages_copied;          /* copy-on-write pages found in code or read-only data */
 	uint64_t bytes_read, bytes_compared, bytes_swept;
+	uint64_t bytes_unchanged;       /* read every round, the same bytes that passed before */
 	uint64_t relocs_predicted, relocs_validated, relocs_skipped;
 	uint8_t exe_sha256[32];
 };
+
+struct verified;
 
 struct vmm_proc {
 	pid_t pid;
@@ -97,6 +100,13 @@ struct vmm_proc {
 	uint64_t sweep_cursor;
 	uint64_t sweeps;                /* complete passes of the rolling sweep */
 	unsigned exiting_rounds;        /* failures excused because it was exiting */
+	/* last round's map, analysed, and the ranges compared every round that passed
+	 * with it (procmeas.c): reused while the map's text stays the same */
+	char *maps_text;
+	size_t maps_len;
+	void *layout;
+	struct verified *verified;
+	size_t nverified;
 };
 
 /* Pins process pid (pidfd and /proc files). The process is not measured yet. */
