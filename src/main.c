@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/guard_cmd.h"
 #include "cli/run.h"
 #include "cli/trust_cmds.h"
 #include "console/client.h"
@@ -18,7 +19,8 @@ static void usage(FILE *f)
 		   "       sealvm admin keygen|sign|verify   the administrator's table and policy\n"
 		   "       sealvm attest quote|verify ...    the Attest phase by hand\n"
 		   "       sealvm policy check ...           what the migration policy decides\n"
-		   "       sealvm audit verify|show|append   the tamper-evident audit log\n");
+		   "       sealvm audit verify|show|append   the tamper-evident audit log\n"
+		   "       sealvm guard --vms DIR --table FILE --policy FILE ...   the integrity guard\n");
 }
 
 int main(int argc, char **argv)
@@ -43,6 +45,8 @@ int main(int argc, char **argv)
 		return cmd_policy(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "audit"))
 		return cmd_audit(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "guard"))
+		return cmd_guard(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return 0;

@@ -144,6 +144,16 @@ static uint8_t *b64_field(json_t *o, const char *key, size_t max, size_t *n)
 	return b;
 }
 
+/* The alarm's reason for messages (the data is the guard's canonical JSON). */
+static void guard_alarm_reason(const char *data, char *out, size_t n)
+{
+	json_t *o = jx_parse(data, strlen(data), "guard alarm", NULL);
+	const char *c = json_string_value(json_object_get(o, "check")), *r = json_string_value(json_object_get(o, "reason"));
+
+	snprintf(out, n, "%s: %s", c ? c : "?", r ? r : "(no reason given)");
+	json_decref(o);
+}
+
 void attest_verify(const void *blob, size_t len, const uint8_t bound[ATTEST_BOUND_LEN],
 		   const struct trust_table *table, const struct attest_expect *x, struct attest_verdict *v)
 {
@@ -272,17 +282,30 @@ void attest_verify(const void *blob, size_t len, const uint8_t bound[ATTEST_BOUN
 				refuse(v, "measurement", "event %zu: %s", i, why);
 				goto out;
 			}
+		} else if (!strcmp(ev->type, EVENT_TYPE_GUARD_ALARM)) {
+			sha256_buf(ev->data, strlen(ev->data), d);
+			if (memcmp(d, ev->digest, 32)) {
+				refuse(v, "measurement", "event %zu: the digest does not match the guard alarm", i);
+				goto out;
+			}
+			v->guard_alarm = true;
+			guard_alarm_reason(ev->data, v->guard_reason, sizeof(v->guard_reason));
 		} else {
 			refuse(v, "measurement", "event %zu has unknown type \"%.31s\"", i, ev->type);
 			goto out;
 		}
 	}
+	if (v->guard_alarm && !x->accept_guard_alarm) {
+		refuse(v, "guard", "host %s's integrity guard marked it untrusted: %s", v->host, v->guard_reason);
+		goto out;
+	}
 	v->ok = true;
 	snprintf(v->check, sizeof(v->check), "ok");
 	snprintf(v->reason, sizeof(v->reason),
 		 "host %s attested: quote signed by its key, nonce fresh, %zu events replay to PCR %d, all allowed "
-		 "(trust level %d)",
-		 v->host, l.n, TPM_PCR, h->trust);
+		 "(trust level %d)%s%s",
+		 v->host, l.n, TPM_PCR, h->trust, v->guard_alarm ? "; but its integrity guard marked it untrusted: " : "",
+		 v->guard_alarm ? v->guard_reason : "");
 out:
 	json_decref(o);
 	free(quote);

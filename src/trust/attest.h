@@ -27,7 +27,11 @@
  *   pcr          the quote is not of sealvm's PCR, or the event log does not replay to it
  *   measurement  an event is not allowed: a sealvm executable not in the table, a trust
  *                configuration signed by another administrator, a stale table or
- *                policy, an unknown CA, or a host running without a table (open mode) */
+ *                policy, an unknown CA, or a host running without a table (open mode)
+ *   guard        everything else holds, but the host's integrity guard has marked it
+ *                untrusted (a "guard-alarm" event): no VM may be sent to it. A verifier
+ *                receiving VMs from such a host (an evacuation) may accept it with
+ *                attest_expect.accept_guard_alarm; the verdict then says guard_alarm. */
 #ifndef SEALVM_TRUST_ATTEST_H
 #define SEALVM_TRUST_ATTEST_H
 
@@ -68,6 +72,8 @@ struct attest_expect {
 				     * live relay is not detected */
 	uint64_t policy_serial;     /* our policy's serial: older ones are stale (0: no check) */
 	int64_t now;                /* Unix time for expiry checks (0: time(NULL)) */
+	bool accept_guard_alarm;    /* verifying a source that evacuates its VMs: a guard alarm
+				     * does not refuse it (verdict.guard_alarm says so) */
 };
 
 struct attest_verdict {
@@ -77,6 +83,8 @@ struct attest_verdict {
 	char host[HOST_NAME_MAX_];
 	int trust;                  /* the host's trust level (when the host was found) */
 	size_t events;              /* event log length */
+	bool guard_alarm;           /* the host's integrity guard marked it untrusted */
+	char guard_reason[256];     /* what the guard found (from the latest alarm event) */
 };
 
 /* Never fails: every problem is a verdict with ok = false. */

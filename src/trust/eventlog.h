@@ -29,6 +29,10 @@
 #define EVENT_DATA_MAX      2048
 #define EVENT_TYPE_EXE      "sealvm-exe"
 #define EVENT_TYPE_CONFIG   "trust-config"
+/* The integrity guard found this host's sealvm tampered with (guard/alarm.h): data is
+ * canonical JSON {"check", "reason", "time"}, the digest its SHA-256. A PCR cannot be
+ * un-extended, so the host fails every attestation until its TPM restarts (a reboot). */
+#define EVENT_TYPE_GUARD_ALARM "guard-alarm"
 
 struct tpm;
 

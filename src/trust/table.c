@@ -42,7 +42,7 @@ static int host_from_json(json_t *o, size_t i, struct table_host *h, struct err 
 int table_from_json(json_t *b, struct trust_table **out, struct err *e)
 {
 	static const char *const keys[] = { "type", "version", "serial", "expires", "min_trust", "sealvm", "ca",
-					    "hosts", "note", NULL };
+					    "libs", "hosts", "note", NULL };
 	struct trust_table *t;
 	json_t *hosts, *h;
 	int64_t v;
@@ -66,7 +66,8 @@ int table_from_json(json_t *b, struct trust_table **out, struct err *e)
 		goto fail;
 	t->min_trust = (int)v;
 	if ((rc = jx_digests(b, "table", "sealvm", TABLE_MAX_MEAS, &t->meas, &t->nmeas, e)) < 0 ||
-	    (rc = jx_digests(b, "table", "ca", TABLE_MAX_MEAS, &t->ca, &t->nca, e)) < 0)
+	    (rc = jx_digests(b, "table", "ca", TABLE_MAX_MEAS, &t->ca, &t->nca, e)) < 0 ||
+	    (rc = jx_digests(b, "table", "libs", TABLE_MAX_LIBS, &t->libs, &t->nlibs, e)) < 0)
 		goto fail;
 	hosts = json_object_get(b, "hosts");
 	if (!json_is_array(hosts)) {
@@ -160,6 +161,11 @@ bool table_allows_ca(const struct trust_table *t, const uint8_t digest[32])
 	return t->nca == 0 || in_list(t->ca, t->nca, digest);
 }
 
+bool table_allows_lib(const struct trust_table *t, const uint8_t digest[32])
+{
+	return t->nlibs == 0 || in_list(t->libs, t->nlibs, digest);
+}
+
 void table_free(struct trust_table *t)
 {
 	if (!t)
@@ -171,5 +177,6 @@ void table_free(struct trust_table *t)
 	free(t->hosts);
 	free(t->meas);
 	free(t->ca);
+	free(t->libs);
 	free(t);
 }

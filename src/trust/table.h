@@ -10,6 +10,9 @@
  *    "sealvm": ["<sha256>"...], sealvm executables allowed on every host (optional)
  *    "ca": ["<sha256>"...],     cluster CA certificates (SHA-256 of the PEM file) a host
  *                               may measure; empty or absent: any
+ *    "libs": ["<sha256>"...],   shared libraries (SHA-256 of the file) a sealvm process may
+ *                               map; the integrity guard refuses any other. Empty or
+ *                               absent: the guard pins each library at first sight
  *    "hosts": [{"name": "hostb",          the host's certificate name (CN)
  *               "ak": "-----BEGIN PUBLIC KEY-----...",  its TPM attestation key
  *               "trust": 2,              trust level, 0..9
@@ -31,6 +34,7 @@
 #define TABLE_TYPE      "sealvm-table"
 #define TABLE_MAX_HOSTS 4096
 #define TABLE_MAX_MEAS  256
+#define TABLE_MAX_LIBS  1024
 #define HOST_NAME_MAX_  64
 
 struct table_host {
@@ -48,9 +52,10 @@ struct trust_table {
 	uint64_t serial;
 	int64_t expires;          /* 0: never */
 	int min_trust;
-	size_t nmeas, nca, nhosts;
+	size_t nmeas, nca, nlibs, nhosts;
 	uint8_t (*meas)[32];
 	uint8_t (*ca)[32];
+	uint8_t (*libs)[32];
 	struct table_host *hosts;
 	char signer[FPR_HEX_LEN + 1];   /* administrator key fingerprint */
 	uint8_t sha256[32];             /* of the canonical signed content */
@@ -65,6 +70,8 @@ const struct table_host *table_find(const struct trust_table *t, const char *nam
 /* Whether digest is an allowed sealvm executable for host h. */
 bool table_allows_exe(const struct trust_table *t, const struct table_host *h, const uint8_t digest[32]);
 bool table_allows_ca(const struct trust_table *t, const uint8_t digest[32]);
+/* Whether a library with this digest may be mapped (true for any when none are listed). */
+bool table_allows_lib(const struct trust_table *t, const uint8_t digest[32]);
 void table_free(struct trust_table *t);
 
 #endif
