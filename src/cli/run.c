@@ -379,7 +379,7 @@ int cmd_run(int argc, char **argv)
 					      .max_ram = o.mem_limit, .timeout_ms = 30000, .hello_timeout_ms = 10000,
 					      .commit_timeout_ms = 30000, .linger_ms = 5000,
 					      .allow_from = o.allow_from, .insecure = o.insecure, .sd = &sd,
-					      .trust = trust, .reserve_grow = o.reserve_grow,
+					      .trust = trust, .reserve_grow = o.reserve_grow, .keep_orphans = true,
 					      .prepare = prepare_incoming, .discard = discard_incoming,
 					      .hook_opaque = console };
 		/* populating runs in the background: the listener is up at once */
@@ -418,6 +418,11 @@ int cmd_run(int argc, char **argv)
 			machine_destroy(&m);
 	} else if (r == 0) {
 		r = incoming_wait_vm(in, &m, &e);
+		if (r == -EOWNERDEAD) {
+			/* a complete copy whose source went silent: held paused for the operator */
+			fprintf(stderr, "sealvm: %s\n", e.msg);
+			r = 0;
+		}
 		if (r == 0)
 			incoming_labels(in, &ctx.labels);
 	}

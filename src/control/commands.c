@@ -84,6 +84,14 @@ static void audit_forced(struct vmm_ctx *c, const struct ctl_peer *peer, const c
 				   "why", why));
 }
 
+/* The VM here is an orphaned incoming copy (dest.c). Under c->lock. */
+static bool orphaned(struct vmm_ctx *c)
+{
+	return c->have_vm && c->incoming && incoming_orphaned(c->incoming);
+}
+
+static const char orphan_why[] = "a complete copy whose source went silent before COMMIT, held paused here (the migration is settled as aborted; if the source is alive it runs the VM): `resume --force` runs this copy, only if the source host is known dead; `quit --force` discards it";
+
 /* Why a command that runs or changes the VM must wait, or NULL. Under c->lock. */
 static const char *busy_reason(struct vmm_ctx *c, char *buf, size_t n)
 {
@@ -94,6 +102,10 @@ static const char *busy_reason(struct vmm_ctx *c, char *buf, size_t n)
 	}
 	if (c->phase) {
 		snprintf(buf, n, "a migration is in progress (phase: %s)", c->phase);
+		return buf;
+	}
+	if (orphaned(c)) {
+		snprintf(buf, n, "%s", orphan_why);
 		return buf;
 	}
 	if (c->uncertain) {
@@ -151,6 +163,8 @@ static json_t *cmd_status(struct vmm_ctx *c)
 		json_object_set_new(o, "migration_phase", json_string(c->phase));
 	if (c->uncertain)
 		json_object_set_new(o, "migration_uncertain", json_string(c->uncertain_why));
+	if (orphaned(c))
+		json_object_set_new(o, "orphaned", json_string(orphan_why));
 	json_object_set_new(o, "labels", labels_to_json(&c->labels));
 	pthread_mutex_unlock(&c->lock);
 	return o;
@@ -339,9 +353,8 @@ static uint32_t default_channels(void)
 
 /* Asks the destination of an UNCERTAIN migration, with backoff, until it
  * answers or the operator decides. */
-static void *resolver_thread(void *arg)
+static void resolve_loop(struct vmm_ctx *c)
 {
-	struct vmm_ctx *c = arg;
 	unsigned wait_ms = 1000;
 
 	for (;;) {
@@ -393,7 +406,33 @@ static void *resolver_thread(void *arg)
 		}
 		pthread_mutex_unlock(&c->lock);
 	}
+}
+
+static void *resolver_thread(void *arg)
+{
+	struct vmm_ctx *c = arg;
+
+	resolve_loop(c);
+	pthread_mutex_lock(&c->lock);
+	c->resolver_running = false;
+	pthread_mutex_unlock(&c->lock);
 	return NULL;
+}
+
+/* Called with c->lock held, for a migration that just ended UNCERTAIN: a
+ * resolver that ended with an earlier migration is joined and a new one started. */
+static void start_resolver(struct vmm_ctx *c)
+{
+	if (c->resolver_started && c->resolver_running)
+		return;
+	if (c->resolver_started) {
+		pthread_join(c->resolver, NULL);   /* it returned already: no wait */
+		c->resolver_started = false;
+	}
+	if (pthread_create(&c->resolver, NULL, resolver_thread, c) == 0) {
+		c->resolver_started = true;
+		c->resolver_running = true;
+	}
 }
 
 static json_t *cmd_migrate(struct vmm_ctx *c, const struct ctl_peer *peer, json_t *req, struct err *e)
@@ -459,8 +498,7 @@ static json_t *cmd_migrate(struct vmm_ctx *c, const struct ctl_peer *peer, json_
 	if (rep.result == MIGRATE_UNCERTAIN) {
 		c->uncertain = true;
 		snprintf(c->uncertain_why, sizeof(c->uncertain_why), "migration %s: %s", rep.id, e->msg);
-		if (!c->resolver_started && pthread_create(&c->resolver, NULL, resolver_thread, c) == 0)
-			c->resolver_started = true;
+		start_resolver(c);
 	}
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->op_lock);
@@ -496,6 +534,29 @@ static json_t *cmd_pause(struct vmm_ctx *c, struct err *e)
 static json_t *cmd_resume(struct vmm_ctx *c, const struct ctl_peer *peer, json_t *req, struct err *e)
 {
 	pthread_mutex_lock(&c->lock);
+	if (orphaned(c)) {
+		json_t *o;
+
+		if (!want_force(req)) {
+			err_set(e, -EBUSY, "resume refused: %s", orphan_why);
+			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
+		struct principal who = peer_principal(peer);
+		char w[96];
+
+		principal_format(&who, w, sizeof(w));
+		if (incoming_orphan_run(c->incoming, w, e) < 0) {
+			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
+		fprintf(stderr, "sealvm: OPERATOR FORCED RUN of an orphaned incoming copy: if its source runs the VM, two copies now run\n");
+		audit_forced(c, peer, "resume --force", "an orphaned incoming copy (its source went silent before COMMIT)");
+		pthread_mutex_unlock(&c->lock);
+		o = cmd_status(c);
+		json_object_set_new(o, "warning", json_string("forced by the operator: if the source runs this VM, two copies now run"));
+		return o;
+	}
 	if (c->have_vm && !c->phase && c->uncertain) {
 		if (!want_force(req)) {
 			err_set(e, -EBUSY,
@@ -525,10 +586,14 @@ static json_t *cmd_resume(struct vmm_ctx *c, const struct ctl_peer *peer, json_t
 	return cmd_status(c);
 }
 
+/* The check that a quit loses nothing and the stop itself happen under op_lock,
+ * which every migration and snapshot holds from start to end: no migration can
+ * start, reach COMMIT or end UNCERTAIN between the two (model/handover.pml,
+ * property "quit"). */
 static json_t *cmd_quit(struct vmm_ctx *c, const struct ctl_peer *peer, json_t *req, struct err *e)
 {
-	const char *note = NULL;
-	bool committing;
+	const char *note = NULL, *forced = NULL;
+	bool force = want_force(req), have_op = false;
 
 	pthread_mutex_lock(&c->lock);
 	if (!c->have_vm) {
@@ -540,35 +605,61 @@ static json_t *cmd_quit(struct vmm_ctx *c, const struct ctl_peer *peer, json_t *
 		}
 		return json_pack("{s:s}", "note", "stopped waiting for an incoming VM");
 	}
-	pthread_mutex_lock(&c->mctl.lock);
-	committing = c->mctl.running && c->mctl.committing;
-	pthread_mutex_unlock(&c->mctl.lock);
-	if ((committing || c->uncertain) && !want_force(req)) {
-		err_set(e, -EBUSY,
-			"quit refused: COMMIT was sent and the outcome is not known; if the destination never ran the VM, quitting loses it. `quit --force` quits anyway");
+	pthread_mutex_unlock(&c->lock);
+
+	/* A migration or snapshot runs: cancel a migration still before COMMIT, then
+	 * wait for it (or the snapshot) to unwind. */
+	while (pthread_mutex_trylock(&c->op_lock)) {
+		int r = migrate_cancel(&c->mctl, "cancelled: the operator asked the VM to quit", NULL);
+		if (r == -EBUSY) {
+			if (!force) {
+				err_set(e, -EBUSY,
+					"quit refused: COMMIT was sent and the outcome is not known; if the destination never ran the VM, quitting loses it. `quit --force` quits anyway");
+				return NULL;
+			}
+			forced = "COMMIT was sent and the outcome was not known yet";
+			break;
+		}
+		if (r == 0) {
+			note = "the migration in progress was aborted before COMMIT (the destination discarded its copy, which never ran); the VM then quit here";
+			pthread_mutex_lock(&c->op_lock);
+			break;
+		}
+		usleep(10000);   /* starting or ending, or a snapshot: look again */
+	}
+	have_op = !forced;
+	pthread_mutex_lock(&c->lock);
+	if (orphaned(c) && !force) {
+		err_set(e, -EBUSY, "quit refused (`quit --force` discards it): this may be the only copy of the VM: %s", orphan_why);
 		pthread_mutex_unlock(&c->lock);
+		if (have_op)
+			pthread_mutex_unlock(&c->op_lock);
 		return NULL;
 	}
-	if (c->phase && !committing) {
+	if (orphaned(c))
+		audit_forced(c, peer, "quit --force", "an orphaned incoming copy (its source went silent before COMMIT)");
+	if (c->uncertain && !force) {
+		err_set(e, -EBUSY,
+			"quit refused (`quit --force` quits anyway): if the destination never ran the VM, quitting loses it; the outcome of the last migration is uncertain: %s",
+			c->uncertain_why);
 		pthread_mutex_unlock(&c->lock);
-		if (migrate_cancel(&c->mctl, "cancelled: the operator asked the VM to quit", NULL) == 0) {
-			pthread_mutex_lock(&c->op_lock); /* wait for the migration to unwind */
+		if (have_op)
 			pthread_mutex_unlock(&c->op_lock);
-			note = "the migration in progress was aborted before COMMIT (the destination discarded its copy, which never ran); the VM then quit here";
-		}
-		pthread_mutex_lock(&c->lock);
+		return NULL;
 	}
 	if (c->uncertain) {
 		fprintf(stderr, "sealvm: OPERATOR FORCED QUIT of a VM whose migration outcome was uncertain (%s)\n",
 			c->uncertain_why);
 		audit_forced(c, peer, "quit --force", c->uncertain_why);
-	} else if (committing) {
-		audit_forced(c, peer, "quit --force", "COMMIT was sent and the outcome was not known yet");
+	} else if (forced) {
+		audit_forced(c, peer, "quit --force", forced);
 	}
 	c->uncertain = false;
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 	machine_stop(c->m, STOP_QUIT, 0, "quit from the control socket");
+	if (have_op)
+		pthread_mutex_unlock(&c->op_lock);
 	return note ? json_pack("{s:s}", "note", note) : json_object();
 }
 

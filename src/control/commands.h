@@ -38,6 +38,7 @@ struct vmm_ctx {
 	struct migrate_ctl mctl;
 	pthread_t resolver;
 	bool resolver_started, resolver_stop;
+	bool resolver_running;          /* false once the thread returned (join it) */
 	pthread_cond_t cond;
 	json_t *last_migration;    /* report of the last migration, for `stats` */
 	json_t *progress;          /* live migration progress, for `stats` */

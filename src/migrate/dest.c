@@ -16,9 +16,9 @@
 #include "migrate/receive.h"
 #include "vm/reserve.h"
 
-enum in_phase { IN_WAITING, IN_RECEIVING, IN_READY, IN_COMMITTED, IN_FAILED };
+enum in_phase { IN_WAITING, IN_RECEIVING, IN_READY, IN_COMMITTED, IN_FAILED, IN_ORPHANED };
 
-static const char *const phase_names[] = { "waiting", "receiving", "ready", "committed", "failed" };
+static const char *const phase_names[] = { "waiting", "receiving", "ready", "committed", "failed", "orphaned" };
 
 struct join {
 	struct pool_conn *c;
@@ -51,6 +51,7 @@ struct incoming {
 	/* the committed VM */
 	struct machine *m;
 	bool vm_ended;
+	bool orphan_dropped;                 /* the orphan's source asked: it resumes its own copy */
 	char vm_end_why[128];
 };
 
@@ -173,9 +174,22 @@ static uint32_t outcome_for(struct incoming *in, const struct pool_conn *c, cons
 			return MIG_OUTCOME_REFUSED;
 		}
 	}
-	if (rec.kind == OUTCOME_ABORTED) {
+	if (rec.kind == OUTCOME_ABORTED && !rec.forced[0]) {
+		if (current && in->phase == IN_ORPHANED && !in->orphan_dropped) {
+			/* the source is alive and resumes its copy: the one held here is not needed */
+			in->orphan_dropped = true;
+			snprintf(why, n, "never ran here; the copy held here is discarded");
+			mig_audit(in->p.trust, "migrate-orphan-discarded", id, "destination", c->peer,
+				  "its source asked and resumes the VM");
+			return MIG_OUTCOME_ABORTED;
+		}
 		snprintf(why, n, "never ran here");
 		return MIG_OUTCOME_ABORTED;
+	}
+	if (rec.kind == OUTCOME_ABORTED && !(current && in->phase == IN_COMMITTED && !in->vm_ended)) {
+		snprintf(why, n, "settled as aborted, then run here by the operator (%s); it is no longer running",
+			 rec.forced);
+		return MIG_OUTCOME_GONE;
 	}
 	if (current && in->phase == IN_COMMITTED && !in->vm_ended) {
 		snprintf(why, n, "running here");
@@ -190,13 +204,21 @@ static uint32_t outcome_for(struct incoming *in, const struct pool_conn *c, cons
 static void answer_query(struct incoming *in, struct pool_conn *c, const struct mig_hello *h)
 {
 	struct mig_outcome_rec o = { .proto = MIG_PROTO_VERSION };
+	bool drop;
 
 	memcpy(o.id, h->id, 16);
 	memcpy(o.host_id, in->p.sd->host_id, 16);
 	pthread_mutex_lock(&in->lock);
 	o.outcome = outcome_for(in, c, h->id, o.reason, sizeof(o.reason));
+	drop = in->orphan_dropped && in->phase == IN_ORPHANED && in->m;
+	if (drop)
+		in->phase = IN_FAILED;
 	pthread_cond_broadcast(&in->cond);
 	pthread_mutex_unlock(&in->lock);
+	if (drop) {
+		fprintf(stderr, "sealvm: the source of the orphaned copy asked and resumes the VM: discarding the copy held here\n");
+		machine_stop(in->m, STOP_QUIT, 0, "orphaned copy discarded: its source resumes the VM");
+	}
 	chan_set_timeout(c->ch, 2000);
 	pool_conn_send(c, SEC_OUTCOME, &o, sizeof(o), NULL);
 	pool_conn_close(c);
@@ -460,9 +482,26 @@ static int hand_over(struct incoming *in, struct machine *m, struct pool_conn *c
 		r = err_set(e, -ECANCELED, "COMMIT came after the source had asked and been told it never ran here");
 	if (r < 0) {
 		/* no COMMIT: settle as aborted, unless a query already did */
-		if (!in->fenced && outcome_decide_now(&in->store, in->id, OUTCOME_ABORTED, in->src_name, &rec, NULL) == -EEXIST &&
-		    rec.kind == OUTCOME_COMMITTED)
-			fprintf(stderr, "sealvm: warning: another process recorded migration as committed\n");
+		bool lost = r != -EPROTO && !in->fenced && !in->cancelled, settled = in->fenced;
+		if (!in->fenced) {
+			int d = outcome_decide_now(&in->store, in->id, OUTCOME_ABORTED, in->src_name, &rec, NULL);
+			settled = d == 0;
+			if (d == -EEXIST && rec.kind == OUTCOME_COMMITTED)
+				fprintf(stderr, "sealvm: warning: another process recorded migration as committed\n");
+		}
+		if (lost && settled && in->p.keep_orphans) {
+			/* The source went silent after READY: it may have died holding the only
+			 * other copy. Keep this complete, verified one paused; it runs only if
+			 * the operator says so (resume --force), and goes as soon as the source
+			 * shows it is alive (it asks, and hears "never ran here"). */
+			in->phase = IN_ORPHANED;
+			in->m = m;
+			pthread_mutex_unlock(&in->lock);
+			mig_audit(in->p.trust, "migrate-orphaned", in->id, "destination", in->src_name, e->msg);
+			err_wrap(e, "no COMMIT from the source; settled as aborted, and the complete copy is held here paused "
+				    "in case the source died with its own (`resume --force` runs it, `quit --force` discards it)");
+			return -EOWNERDEAD;
+		}
 		in->phase = IN_FAILED;
 		pthread_mutex_unlock(&in->lock);
 		return err_wrap(e, "no COMMIT from the source; the incoming VM is discarded and never ran");
@@ -640,6 +679,8 @@ out_rx:
 	free(x);
 out:
 	machine_loader_fini(&ld);
+	if (r == -EOWNERDEAD)
+		return r;   /* orphaned: the machine stays, paused, for the operator */
 	if (r < 0 && admitted)
 		mig_audit(in->p.trust, "migrate-abort", in->id, "destination", in->src_name, e->msg);
 	if (r < 0) {
@@ -705,6 +746,39 @@ void incoming_labels(struct incoming *in, struct labels *out)
 	pthread_mutex_lock(&in->lock);
 	*out = in->labels;
 	pthread_mutex_unlock(&in->lock);
+}
+
+int incoming_orphan_run(struct incoming *in, const char *who, struct err *e)
+{
+	char why[128];
+	int r = 0;
+
+	pthread_mutex_lock(&in->lock);
+	if (in->phase != IN_ORPHANED || in->orphan_dropped)
+		r = err_set(e, -EINVAL, "there is no orphaned copy here");
+	if (r == 0) {
+		/* first make later queries hear that it runs here, then run it */
+		snprintf(why, sizeof(why), "resume --force by %s", who && *who ? who : "the operator");
+		r = outcome_set_forced(&in->store, in->id, why, e);
+	}
+	if (r == 0) {
+		in->phase = IN_COMMITTED;
+		mig_audit(in->p.trust, "migrate-orphan-run", in->id, "destination", in->src_name, why);
+	}
+	pthread_mutex_unlock(&in->lock);
+	if (r == 0)
+		machine_resume(in->m, PAUSE_INCOMING);
+	return r;
+}
+
+bool incoming_orphaned(struct incoming *in)
+{
+	bool o;
+
+	pthread_mutex_lock(&in->lock);
+	o = in->phase == IN_ORPHANED;
+	pthread_mutex_unlock(&in->lock);
+	return o;
 }
 
 void incoming_vm_ended(struct incoming *in, const char *why)

@@ -126,6 +126,7 @@ struct incoming_params {
 	struct trust_ctx *trust;    /* attestation, policy and audit (NULL: open mode, nothing recorded) */
 	struct ram_reserve *reserve; /* memory made ready ahead (--reserve), or NULL */
 	bool reserve_grow;          /* admit a VM larger than the reservation (the rest faults in) */
+	bool keep_orphans;          /* source silent after READY: keep the copy paused (else discard) */
 	/* Before READY, with the VM loaded but not running: the part above that owns
 	 * extension state (the owner's console) takes it, or refuses the VM; addr gets
 	 * where that console listens ("" for none), sent to the source for its clients.
@@ -138,7 +139,7 @@ struct incoming_params {
 struct incoming;
 
 struct incoming_progress {
-	const char *phase;          /* waiting, receiving, ready, committed, failed */
+	const char *phase;          /* waiting, receiving, ready, committed, failed, orphaned */
 	char source[64];
 	uint32_t channels;
 	uint64_t pages_received;
@@ -150,8 +151,15 @@ struct incoming_progress {
 /* Listens and starts admitting connections (queries are answered at once). */
 int incoming_start(const struct incoming_params *p, struct incoming **out, struct err *e);
 /* Waits for one VM and returns it in m, committed and running (or paused by its
- * operator). Any failure discards the incoming copy, which never ran. */
+ * operator). Any failure discards the incoming copy, which never ran — except
+ * -EOWNERDEAD: the source went silent after READY (it may have died with its
+ * copy), the migration is settled as aborted, and m holds the complete copy,
+ * started but paused, until the operator runs (incoming_orphan_run) or stops it,
+ * or the source asks (it is alive: the copy is then stopped here). */
 int incoming_wait_vm(struct incoming *in, struct machine *m, struct err *e);
+/* Runs an orphaned copy (operator's resume --force, by who): queries then hear it ran here. */
+int incoming_orphan_run(struct incoming *in, const char *who, struct err *e);
+bool incoming_orphaned(struct incoming *in);
 void incoming_get_progress(struct incoming *in, struct incoming_progress *p);
 /* The labels the incoming VM came with (valid once incoming_wait_vm succeeded). */
 void incoming_labels(struct incoming *in, struct labels *out);

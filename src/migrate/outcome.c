@@ -34,6 +34,9 @@ static int render(const struct outcome_rec *r, char *buf, size_t len)
 {
 	json_t *o = json_pack("{s:i, s:s, s:I, s:s, s:s}", "version", 1, "outcome", outcome_name(r->kind),
 			      "time", (json_int_t)r->time_s, "peer", r->peer, "ended", r->ended);
+
+	if (o && r->forced[0])
+		json_object_set_new(o, "forced", json_string(r->forced));
 	char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	int n = t ? snprintf(buf, len, "%s\n", t) : -1;
 
@@ -115,7 +118,13 @@ int outcome_decide(struct outcome_store *s, struct outcome_prep *p, struct outco
 			return err_set(e, -EIO, "an outcome is recorded at %s but cannot be read", p->final);
 		return -EEXIST;
 	}
-	return fsync_parent(p->final, e);
+	/* The link made the decision: from here it is the one queries read and no
+	 * other can be made, so it stands even if the directory cannot be synced
+	 * (saying "failed" would leave a COMMITTED record for a VM that never ran). */
+	if (fsync_parent(p->final, e) < 0)
+		fprintf(stderr, "sealvm: warning: the outcome recorded at %s may not survive a crash: %s\n",
+			p->final, e->msg);
+	return 0;
 }
 
 void outcome_discard(struct outcome_prep *p)
@@ -160,7 +169,9 @@ int outcome_read(struct outcome_store *s, const uint8_t id[16], struct outcome_r
 	return outcome_parse(buf, (size_t)n, r, e);
 }
 
-int outcome_set_ended(struct outcome_store *s, const uint8_t id[16], const char *why, struct err *e)
+/* Rewrites id's record with one field changed (renamed over it, synced). */
+static int update(struct outcome_store *s, const uint8_t id[16], char *(*field)(struct outcome_rec *),
+		  const char *val, struct err *e)
 {
 	char path[PATH_MAX + 64], tmp[PATH_MAX + 96];
 	struct outcome_rec r;
@@ -168,9 +179,9 @@ int outcome_set_ended(struct outcome_store *s, const uint8_t id[16], const char 
 
 	if (rc < 0)
 		return rc;
-	snprintf(r.ended, sizeof(r.ended), "%s", why && *why ? why : "stopped");
+	snprintf(field(&r), sizeof(r.ended), "%s", val);
 	id_path(s, id, path, sizeof(path));
-	snprintf(tmp, sizeof(tmp), "%s.ended.%d.tmp", path, (int)getpid());
+	snprintf(tmp, sizeof(tmp), "%s.upd.%d.tmp", path, (int)getpid());
 	unlink(tmp);
 	rc = write_file(tmp, &r, e);
 	if (rc == 0 && rename(tmp, path) < 0)
@@ -180,6 +191,21 @@ int outcome_set_ended(struct outcome_store *s, const uint8_t id[16], const char 
 	if (rc < 0)
 		unlink(tmp);
 	return rc;
+}
+
+_Static_assert(sizeof(((struct outcome_rec *)0)->ended) == sizeof(((struct outcome_rec *)0)->forced),
+	       "update() writes either field with one size");
+static char *ended_field(struct outcome_rec *r) { return r->ended; }
+static char *forced_field(struct outcome_rec *r) { return r->forced; }
+
+int outcome_set_ended(struct outcome_store *s, const uint8_t id[16], const char *why, struct err *e)
+{
+	return update(s, id, ended_field, why && *why ? why : "stopped", e);
+}
+
+int outcome_set_forced(struct outcome_store *s, const uint8_t id[16], const char *why, struct err *e)
+{
+	return update(s, id, forced_field, why && *why ? why : "forced", e);
 }
 
 int outcome_parse(const char *buf, size_t len, struct outcome_rec *r, struct err *e)
@@ -222,6 +248,12 @@ int outcome_parse(const char *buf, size_t len, struct outcome_rec *r, struct err
 		rc = err_set(e, -EINVAL, "outcome record: bad ended");
 	if (rc == 0)
 		snprintf(r->ended, sizeof(r->ended), "%s", k);
+	v = json_object_get(o, "forced");   /* optional */
+	k = json_string_value(v);
+	if (rc == 0 && v && (!k || strlen(k) >= sizeof(r->forced)))
+		rc = err_set(e, -EINVAL, "outcome record: bad forced");
+	if (rc == 0 && k)
+		snprintf(r->forced, sizeof(r->forced), "%s", k);
 	json_decref(o);
 	return rc;
 }

@@ -29,6 +29,7 @@ struct outcome_rec {
 	uint64_t time_s;          /* when it was decided (wall clock) */
 	char peer[64];            /* the source host (certificate name) */
 	char ended[128];          /* COMMITTED: why the VM later stopped here ("" while it runs) */
+	char forced[128];         /* ABORTED, then run here anyway by the operator: who and why */
 };
 
 struct outcome_store {
@@ -61,6 +62,9 @@ int outcome_decide_now(struct outcome_store *s, const uint8_t id[16], enum outco
 int outcome_read(struct outcome_store *s, const uint8_t id[16], struct outcome_rec *r, struct err *e);
 /* A committed VM stopped here (quit, reset, migrated on): note why. */
 int outcome_set_ended(struct outcome_store *s, const uint8_t id[16], const char *why, struct err *e);
+/* An ABORTED migration whose complete copy the operator runs here anyway
+ * (resume --force of an orphaned copy): later queries hear that it ran here. */
+int outcome_set_forced(struct outcome_store *s, const uint8_t id[16], const char *why, struct err *e);
 /* Parses a record file's contents (bounded, strict). */
 int outcome_parse(const char *buf, size_t len, struct outcome_rec *r, struct err *e);
 const char *outcome_name(uint32_t kind);

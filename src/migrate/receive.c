@@ -177,10 +177,20 @@ int rx_receive(struct rx *x, struct machine_loader *ld, struct err *e)
 {
 	int r, i;
 
+	bool all = true;
+
 	for (i = 1; i < x->n; i++)
 		if (pthread_create(&x->lanes[i].thread, NULL, lane_thread, &x->lanes[i]) == 0)
 			x->lanes[i].started = true;
-	r = lane_receive(&x->lanes[0], ld, e);
+		else
+			all = false;
+	if (all) {
+		r = lane_receive(&x->lanes[0], ld, e);
+	} else {
+		/* a lane nobody reads would hold every ROUND barrier forever */
+		fail_all(x);
+		r = err_set(e, -EAGAIN, "cannot start a thread for every channel");
+	}
 	for (i = 1; i < x->n; i++) {
 		struct rx_lane *d = &x->lanes[i];
 		if (d->started)

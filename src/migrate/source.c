@@ -17,6 +17,7 @@
 #include "migrate/bind.h"
 #include "migrate/migrate.h"
 #include "migrate/proto.h"
+#include "migrate/receive.h"   /* mig_fault */
 #include "migrate/throttle.h"
 #include "migrate/watchdog.h"
 #include "state/pages.h"
@@ -70,6 +71,7 @@ struct src {
 	bool zero_markers, quit;
 	bool paused;               /* stop and copy: guest memory is stable */
 	bool paused_vm;            /* the operator paused the VM: it stays paused */
+	bool ends_sent;            /* every lane's END went out: the destination may hold a whole copy */
 	uint64_t t_ack;            /* COMMIT_ACK received */
 	uint32_t round;
 	struct migrate_ctl *ctl;
@@ -90,20 +92,32 @@ void migrate_ctl_fini(struct migrate_ctl *c)
 	pthread_mutex_destroy(&c->lock);
 }
 
-/* Stops the migration before COMMIT: every blocked channel operation returns. */
-static void interrupt(void *opaque, const char *why)
+/* Stops the migration before COMMIT: every blocked channel operation returns.
+ * Called with c->lock held; false if it was too late (COMMIT sent) or no
+ * migration runs. The flag and the commit decision share the lock, so a
+ * cancel that succeeds is one the hand-over sees before it commits. */
+static bool interrupt_locked(struct migrate_ctl *c, const char *why)
 {
-	struct migrate_ctl *c = opaque;
 	int i;
 
-	pthread_mutex_lock(&c->lock);
-	if (c->running && !c->committing && !c->interrupted) {
+	if (!c->running || c->committing)
+		return false;
+	if (!c->interrupted) {
 		c->interrupted = true;
 		snprintf(c->why, sizeof(c->why), "%s", why);
 		for (i = 0; i < MIG_MAX_CHANNELS; i++)
 			if (c->lanes[i])
 				chan_shutdown(c->lanes[i]);
 	}
+	return true;
+}
+
+static void interrupt(void *opaque, const char *why)
+{
+	struct migrate_ctl *c = opaque;
+
+	pthread_mutex_lock(&c->lock);
+	interrupt_locked(c, why);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -114,11 +128,9 @@ int migrate_cancel(struct migrate_ctl *c, const char *why, struct err *e)
 	pthread_mutex_lock(&c->lock);
 	if (!c->running)
 		r = err_set(e, -ESRCH, "no migration is running");
-	else if (c->committing)
+	else if (!interrupt_locked(c, why))
 		r = err_set(e, -EBUSY, "too late to cancel: COMMIT was sent, the outcome is the destination's");
 	pthread_mutex_unlock(&c->lock);
-	if (r == 0)
-		interrupt(c, why);
 	return r;
 }
 
@@ -747,6 +759,7 @@ static int stop_and_copy(struct src *s, uint64_t left, struct err *e)
 		if (r == 0)
 			r = chan_flush(l->ch, e);
 	}
+	s->ends_sent = r == 0;
 	sum_pages(s, &t);
 	s->rep->final_pages = t.data_pages + t.markers - before;
 	return r;
@@ -869,6 +882,14 @@ static int handover(struct src *s, struct err *e)
 	if (r < 0)
 		return why_interrupted(s, r, e);
 	s->rep->dest_load_ns = ready.load_ns;
+	if (mig_fault("die-before-commit"))
+		_exit(99);
+	if (mig_fault("lose-link-before-commit")) {
+		/* test fault: the link dies after READY and the source lives on */
+		for (int i = 0; i < s->nlanes; i++)
+			chan_shutdown(s->lanes[i].ch);
+		return err_set(e, -ECONNRESET, "test: the link was lost after READY");
+	}
 	/* Last point of no return: if the peer is already gone, abort before COMMIT. */
 	if (peer_gone(s))
 		return err_set(e, -ECONNRESET, "destination closed the connection after READY");
@@ -1057,6 +1078,15 @@ int migrate_source(struct machine *m, const struct migrate_params *p, struct mig
 		}
 		if (paused)
 			machine_resume(m, PAUSE_MIGRATION);
+		if (s.ends_sent) {
+			/* The ABORT may not have arrived, and a destination that got the whole
+			 * stream keeps its copy in case we died: asking settles the migration
+			 * there and tells it we run the VM (best effort, after the resume). */
+			enum mig_outcome o;
+			char reason[200];
+			if (migrate_query_outcome(&ctl->q, 1000, &o, reason, sizeof(reason), NULL) == 0)
+				fprintf(stderr, "sealvm: the destination confirmed the abort: %s\n", reason);
+		}
 		err_wrap(e, "migration aborted during %s; the VM %s here", s.prog.phase ? s.prog.phase : "setup",
 			 s.paused_vm ? "stays paused (by its operator)" : "runs on");
 	}

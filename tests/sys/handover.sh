@@ -133,4 +133,45 @@ grep -q '"outcome":"aborted"' "$T"/dst_late.state/outcomes/* || fail "the destin
 still_running src_late
 wait_exit "$DST_PID" 15 >/dev/null
 [ -s "$T/dst_late.out" ] && fail "the VM ran at the destination after it had said it never would"
+# ---- the source dies after READY, before COMMIT ----
+note "source dies after READY: the destination keeps its complete copy paused; only the operator runs it"
+port=$(free_port)
+start_dst dst_orph "tls://127.0.0.1:$port" --tls-dir "$CERTS/hostb"
+bg src_orph env SEALVM_TEST_FAULT=die-before-commit "$SEALVM" run --kernel "$GUEST/memcheck.elf" \
+  --cmdline "ws=8 rate=16 hb=250" --mem 256M --serial "file:$T/src_orph.out" --control "$T/src_orph.sock" \
+  --state-dir "$T/src_orph.state" --tls-dir "$CERTS/hosta"
+wait_for "$T/src_orph.out" "^READY" 120 || fail "memcheck did not start"
+ctl "$T/src_orph.sock" migrate "tls://127.0.0.1:$port" >/dev/null 2>&1 && fail "a source that died reported success"
+wait_for "$T/dst_orph.log" "held here paused" 20 || fail "the destination did not keep the orphaned copy"
+ctl "$T/dst_orph.sock" status > "$T/orph.json" || fail "no status from the orphan's host"
+grep -q '"orphaned"' "$T/orph.json" || fail "status does not say orphaned: $(cat "$T/orph.json")"
+grep -q '"state": "paused"' "$T/orph.json" || fail "the orphan is not paused: $(cat "$T/orph.json")"
+[ -s "$T/dst_orph.out" ] && fail "the orphaned copy ran by itself"
+grep -q '"outcome":"aborted"' "$T"/dst_orph.state/outcomes/* || fail "the orphan's migration is not settled as aborted"
+for c in resume quit pause "snapshot $T/o.snap"; do
+  out=$(ctl "$T/dst_orph.sock" $c 2>&1) && fail "'$c' accepted on an orphaned copy"
+  echo "$out" | grep -q "resume --force" || fail "'$c' refusal does not name the way out: $out"
+done
+ctl "$T/dst_orph.sock" resume --force > "$T/orph_force.json" || fail "resume --force of the orphan failed"
+grep -q "two copies" "$T/orph_force.json" || fail "forced run does not say what it risks"
+dst_running dst_orph
+grep -q '"forced"' "$T"/dst_orph.state/outcomes/* || fail "the forced run is not recorded with the outcome"
+check_clean "$T/dst_orph.out"
+ctl "$T/dst_orph.sock" quit >/dev/null
+
+note "the link dies after READY but the source lives: it resumes and its query makes the destination drop its copy"
+port=$(free_port)
+start_dst dst_lost "tls://127.0.0.1:$port" --tls-dir "$CERTS/hostb"
+bg src_lost env SEALVM_TEST_FAULT=lose-link-before-commit "$SEALVM" run --kernel "$GUEST/memcheck.elf" \
+  --cmdline "ws=8 rate=16 hb=250" --mem 256M --serial "file:$T/src_lost.out" --control "$T/src_lost.sock" \
+  --state-dir "$T/src_lost.state" --tls-dir "$CERTS/hosta"
+SRC_PID=$!
+wait_for "$T/src_lost.out" "^READY" 120 || fail "memcheck did not start"
+out=$(ctl "$T/src_lost.sock" migrate "tls://127.0.0.1:$port" 2>&1) && fail "a lost link reported success: $out"
+echo "$out" | grep -q "runs on" || fail "the source did not say the VM runs on: $out"
+grep -q "destination confirmed the abort" "$T/src_lost.log" || fail "the source did not settle it with the destination"
+wait_exit "$DST_PID" 20 >/dev/null || fail "the destination kept a copy its live source had taken back"
+grep -q "discarding the copy held here" "$T/dst_lost.log" || fail "the destination did not say why it dropped its copy"
+[ -s "$T/dst_lost.out" ] && fail "the dropped copy ran at the destination"
+still_running src_lost
 echo ok

@@ -172,7 +172,9 @@ static int connect_to(int port)
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+
+	CHECKF(r == 0, "connect to the proxy on port %d: %s", port, strerror(errno));
 	/* small chunks go out as they are written, so records split across reads */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
