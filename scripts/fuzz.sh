@@ -16,7 +16,9 @@
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
-ALL=(fuzz_stream fuzz_state fuzz_multiboot fuzz_control fuzz_console fuzz_table fuzz_policy fuzz_evidence fuzz_audit fuzz_sealed fuzz_outcome fuzz_attest_phase fuzz_elf fuzz_maps)
+# the targets are listed once, in fuzz/fuzz.mk
+read -ra ALL <<<"$(sed -n 's/^FUZZ_NAMES *:= *//p' fuzz/fuzz.mk)"
+[ ${#ALL[@]} -gt 0 ] || { echo "fuzz.sh: no FUZZ_NAMES in fuzz/fuzz.mk" >&2; exit 2; }
 secs=${1:-300}
 [ $# -gt 0 ] && shift
 if ! [[ "$secs" =~ ^[0-9]+$ ]]; then
