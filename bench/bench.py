@@ -2,15 +2,25 @@
 """make bench: sealvm against QEMU 7.2 on this machine, migrating the same
 memory-checker guest over loopback, next to the machine's own limits.
 
-Usage: bench.py [full|quick|snapshot|smp]  (bench/run.sh builds the tools first)
-  full      limits; 1 GiB and 4 GiB x idle/64/512 MB/s x 5 systems; a 2-vCPU VM
-            (4 GiB, 64 MB/s) x 5 systems; snapshots
+Usage: bench.py [full|quick|snapshot|smp|large|profile]  (bench/run.sh builds the tools first)
+  full      limits; 1 GiB and 4 GiB x idle/64/512 MB/s x every system; a 2-vCPU VM
+            (4 GiB, 64 MB/s) x every system; snapshots
   quick     limits; 4 GiB, 64 MB/s, every system once
   snapshot  limits; snapshot and restore of 1 GiB and 4 GiB guests
-  smp       limits; a 2-vCPU VM (sealvm --cpus 2, QEMU -smp 2), 4 GiB, 64 MB/s, 5 systems
+  smp       limits; a 2-vCPU VM (sealvm --cpus 2, QEMU -smp 2), 4 GiB, 64 MB/s, every system
+  large     limits; a 12 GiB VM with 2.75 GiB touched (all a 32-bit guest reaches), idle:
+            sealvm TLS with and without --reserve, QEMU plain with and without -mem-prealloc
+  profile   a 4 GiB idle migration with sealvm TLS, with and without --reserve, under
+            `perf record` at both ends: the top symbols of each end (build/bench/profile.md)
+
+Systems: sealvm-tls, sealvm-tcp (insecure), sealvm-tls-reserve (destination started with
+--reserve of the VM's size, waited for until populated), qemu-plain, qemu-tls,
+qemu-tls-multifd, qemu-plain-prealloc and qemu-tls-prealloc (destination with -mem-prealloc).
+Before every migration the host's memory is put in one known state: memtouch touches and
+frees BENCH_TOUCH_GIB (8) GiB (0: skip), so first-touch costs do not depend on what ran before.
 
 Environment knobs:
-  RUNS (or BENCH_RUNS)  runs per case (full and snapshot: 3; quick: 1)
+  RUNS (or BENCH_RUNS)  runs per case (full, smp and snapshot: 3; quick, large, profile: 1)
   BENCH_LIMIT_S         time limit of one migration, then cancel (120)
   BENCH_MEMS            VM sizes, e.g. "4G" (1G,4G)
   BENCH_LOADS           guest dirty rates in MB/s, 0 = idle (0,64,512)
@@ -18,10 +28,13 @@ Environment knobs:
   BENCH_CPUS            vCPUs of the multi-vCPU cases (2); smp mode takes BENCH_MEMS and
                         BENCH_LOADS (4G, 64) for them
   BENCH_BEATS           guest heartbeats (1 s) to watch after a migration (3)
+  BENCH_TOUCH_GIB       memory touched and freed before each migration (8; 0 = don't)
+  BENCH_LARGE_MEM       the large case's VM size (12G)
   SEALVM_MIGRATE_ARGS   extra `sealvm ctl migrate` options, e.g. "--downtime-ms 300"
   SEALVM, QEMU          binaries (build/sealvm, qemu-system-x86_64)
 Writes build/bench/results.{json,md,png}; logs and serial output in build/bench/logs/.
 """
+import json
 import os
 import platform
 import shlex
@@ -34,7 +47,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import guest, limits, procs, report, snapshot, vmms  # noqa: E402
+from lib import guest, limits, procs, profile, report, snapshot, vmms  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T0 = time.monotonic()
@@ -58,14 +71,20 @@ class Config:
         self.sealvm = env("SEALVM", os.path.join(b, "sealvm"))
         self.qemu = env("QEMU", "qemu-system-x86_64")
         self.sealvm_args = shlex.split(env("SEALVM_MIGRATE_ARGS", ""))
-        self.runs = int(env("RUNS") or env("BENCH_RUNS") or (1 if mode == "quick" else 3))
+        self.runs = int(env("RUNS") or env("BENCH_RUNS") or (1 if mode in ("quick", "large", "profile") else 3))
         self.limit = float(env("BENCH_LIMIT_S", "120"))
         self.beats = int(env("BENCH_BEATS", "3"))
         full = mode == "full"
-        self.mems = _list(env("BENCH_MEMS"), ["1G", "4G"] if full or mode == "snapshot" else ["4G"])
-        self.loads = [int(x) for x in _list(env("BENCH_LOADS"), ["0", "64", "512"] if full else ["64"])]
+        self.mems = _list(env("BENCH_MEMS"), ["1G", "4G"] if full or mode == "snapshot" else
+                          [env("BENCH_LARGE_MEM", "12G")] if mode == "large" else ["4G"])
+        self.loads = [int(x) for x in _list(env("BENCH_LOADS"), ["0", "64", "512"] if full else
+                                            ["0"] if mode in ("large", "profile") else ["64"])]
         self.smp_cpus = int(env("BENCH_CPUS", "2"))
-        self.systems = _list(env("BENCH_SYSTEMS"), report.SYSTEMS)
+        self.systems = _list(env("BENCH_SYSTEMS"), report.LARGE_SYSTEMS if mode == "large" else
+                             report.PROFILE_SYSTEMS if mode == "profile" else report.SYSTEMS)
+        self.touch_gib = float(env("BENCH_TOUCH_GIB", "8"))
+        # the large case: everything a 32-bit guest can reach below its 3 GiB of low RAM
+        self.ws_mib = 2816 if mode == "large" else 512
         self.snapshot_file = "/dev/shm/sealvm-bench.snap"
         self.qemu_tls = os.path.join(self.out, "qemu-tls")
         self.work = os.path.join(self.out, "logs")
@@ -80,7 +99,10 @@ def make_systems(cfg):
              "sealvm-tcp": lambda: vmms.Sealvm("sealvm-tcp", "tcp", cfg),
              "qemu-plain": lambda: vmms.Qemu("qemu-plain", False, 1, cfg),
              "qemu-tls": lambda: vmms.Qemu("qemu-tls", True, 1, cfg),
-             "qemu-tls-multifd": lambda: vmms.Qemu("qemu-tls-multifd", True, 2, cfg)}
+             "qemu-tls-multifd": lambda: vmms.Qemu("qemu-tls-multifd", True, 2, cfg),
+             "sealvm-tls-reserve": lambda: vmms.Sealvm("sealvm-tls-reserve", "tls", cfg, reserve=True),
+             "qemu-plain-prealloc": lambda: vmms.Qemu("qemu-plain-prealloc", False, 1, cfg, prealloc=True),
+             "qemu-tls-prealloc": lambda: vmms.Qemu("qemu-tls-prealloc", True, 1, cfg, prealloc=True)}
     unknown = [s for s in cfg.systems if s not in every]
     if unknown:
         sys.exit(f"bench: unknown system(s) {unknown}; choose from {list(every)}")
@@ -122,17 +144,38 @@ def boot_ready(system, work, tag, mem, cmdline, cfg, cpus):
     return vm
 
 
+def touch_and_free(cfg):
+    """Puts the host's memory in one known state (bench/tools/memtouch.c); its first-touch GB/s."""
+    if cfg.touch_gib <= 0:
+        return None
+    cp = subprocess.run([os.path.join(cfg.tools, "memtouch"), str(cfg.touch_gib)], capture_output=True,
+                        text=True, timeout=600)
+    try:
+        return json.loads(cp.stdout)["gb_s"]
+    except (ValueError, KeyError):
+        raise RuntimeError(f"memtouch failed: {cp.stderr.strip()[-200:]}")
+
+
 def one_run(system, vm, work, tag, mem, cmdline, cfg, cpus):
     """Migrates vm to a new destination. Returns (result, the VM that runs the guest now)."""
     hb = guest.heartbeats(vm.serial)
     wrate = hb[-1]["wrate"] if hb else None
+    touch = touch_and_free(cfg)
     dst = system.incoming(work, tag, mem, os.path.join(cfg.guests, "memcheck.elf"), cmdline, cpus)
+    perf = profile.start(cfg, work, tag, vm, dst) if cfg.mode == "profile" else None
     try:
         r = system.migrate(vm, dst, cfg.limit)
     except Exception:
         system.stop(dst)
         raise
+    finally:
+        if perf:
+            profile.stop(perf)
+    if perf:
+        r["profile"] = profile.report(perf)
     r["wrate_before"] = wrate
+    r["first_touch_gb_s"] = touch
+    r["dst_ready_s"] = r.get("dst_ready_s") or getattr(dst, "ready_s", None)
     src_last, cpu_last = guest.last_seq(vm.serial), guest.cpu_seqs(vm.serial)
     if r["guest_at"] == "destination":
         system.stop(vm)  # QEMU's source stays paused after the hand-over; sealvm's has exited
@@ -150,7 +193,7 @@ def run_case(system, mem, rate, cfg, work, cpus=1):
     name = f"{mem}-{'idle' if rate == 0 else rate}-{system.name}" + (f"-{cpus}cpu" if cpus > 1 else "")
     cw = os.path.join(work, name)
     os.makedirs(cw)
-    cmdline = f"ws=512 light=1 rate={rate} hb=1000"
+    cmdline = f"ws={cfg.ws_mib} light=1 rate={rate} hb=1000"
     runs, vm, boots = [], None, 0
     try:
         for i in range(cfg.runs):
@@ -187,7 +230,8 @@ def describe(r):
             f"{r['bytes'] / 2**20:.0f} MiB, {r['throughput_mb_s']:.0f} MB/s, rounds {r.get('rounds')}, "
             f"converged {r['converged']}, CPU src {cpu['src']['whole']:.2f} s "
             f"({cpu['src']['other']:.2f} excl. vCPU) dst {cpu['dst']['whole']:.2f} s ({cpu['dst']['other']:.2f}), "
-            f"wrate before {r.get('wrate_before')}, other work {r['foreign_cpu_share'] * 100:.0f}% of the CPUs; "
+            f"wrate before {r.get('wrate_before')}, first touch {r.get('first_touch_gb_s')} GB/s, "
+            f"destination ready in {r.get('dst_ready_s')} s, other work {r['foreign_cpu_share'] * 100:.0f}% of the CPUs; "
             f"{verdict}")
 
 
@@ -195,7 +239,7 @@ def matrix(cfg, work, lim):
     cases = []
     systems = make_systems(cfg)
     spec = []
-    if cfg.mode in ("full", "quick"):
+    if cfg.mode in ("full", "quick", "large", "profile"):
         spec += [(mem, rate, 1) for mem in cfg.mems for rate in cfg.loads]
     if cfg.mode == "smp":
         spec += [(mem, rate, cfg.smp_cpus) for mem in cfg.mems for rate in cfg.loads]
@@ -224,7 +268,8 @@ def meta(cfg):
                                                           "--porcelain", "--untracked-files=no", "src"]) else "")
     return {"mode": cfg.mode, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpu": cpu, "cores": os.cpu_count(),
             "kernel": platform.release(), "qemu": out([cfg.qemu, "--version"]).splitlines()[0],
-            "openssl": out(["openssl", "version"]), "sealvm_rev": rev, "runs": cfg.runs, "limit_s": cfg.limit,
+            "openssl": out(["openssl", "version"]), "sealvm_rev": rev, "runs": cfg.runs, "limit_s": cfg.limit, "ws_mib": cfg.ws_mib,
+            "touch_gib": cfg.touch_gib,
             "loadavg_start": open("/proc/loadavg").read().split()[0],
             "idle_share_start": round(procs.machine_idle_share(), 3)}
 
@@ -269,6 +314,16 @@ def migration_notes(cfg, res):
         "debug-threads=on; sealvm: the thread that spins while the guest runs, found before the migration at the "
         "source and after it at the destination) and the rest, the migration's own cost. CPU per GiB = (source + "
         "destination) / GiB sent. sealvm's own migration-thread figures are in results.json under `vmm_cpu`.",
+        "Before every migration `memtouch` touched and freed %s GiB of memory (one write per 4 KiB page), so each "
+        "run starts from the same host memory state: recently freed memory, whose first touch runs at ~1–3 GB/s "
+        "here, rather than memory the outer hypervisor never backed (~0.3 GB/s; DESIGN.md §6). Its first-touch "
+        "rate is in results.json (`first_touch_gb_s`)." % (f"{cfg.touch_gib:g}" if cfg.touch_gib > 0 else "no"),
+        "`sealvm-tls-reserve`: the destination runs `sealvm run --incoming ... --reserve SIZE` (SIZE = the VM's "
+        "RAM) and the migration starts once `ctl status` shows the reservation populated; `qemu-*-prealloc`: the "
+        "destination QEMU runs with `-mem-prealloc` and the migration starts once its QMP answers (after the "
+        "preallocation). Both times are outside the migration (`dst_ready_s` in results.json). The one-core floor "
+        "of a TLS migration is sealing and opening every byte sent once with AES-128-GCM (what sealvm negotiates) "
+        "at this run's measured single-core rates.",
         f"After every migration the guest's memory checker runs on for {cfg.beats} heartbeats where the guest now "
         "runs: no BAD line, bad=0, heartbeats continuing. A full sweep of 512 MiB takes the checker about a minute "
         "on this machine's emulated CPU, so each window checks a part of it (pages_checked in results.json).",
@@ -299,8 +354,8 @@ def interrupted(signum, frame):
 
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else "full"
-    if mode not in ("full", "quick", "snapshot", "smp"):
-        sys.exit(f"bench: unknown mode {mode!r} (full, quick, snapshot or smp)")
+    if mode not in ("full", "quick", "snapshot", "smp", "large", "profile"):
+        sys.exit(f"bench: unknown mode {mode!r} (full, quick, snapshot, smp, large or profile)")
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupted)
     cfg = Config(mode)
@@ -313,7 +368,7 @@ def main():
         log(f"warning: the machine is only {res['meta']['idle_share_start'] * 100:.0f}% idle; figures will suffer")
     try:
         res["limits"] = limits.measure(cfg, log)
-        if mode in ("full", "quick", "smp"):
+        if mode in ("full", "quick", "smp", "large", "profile"):
             res["cases"] = matrix(cfg, work, res["limits"])
         if mode in ("full", "snapshot"):
             res["snapshot"] = snapshot.run(cfg, work, cfg.mems, cfg.runs, log)

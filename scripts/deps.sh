@@ -7,7 +7,7 @@ need=(gcc make binutils libc6-dev libssl-dev libjansson-dev libxxhash-dev openss
 case "${1:-build}" in
   build) ;;
   test)  need+=(clang libclang-rt-14-dev iproute2 qemu-system-x86 procps python3 chromium python3-pil swtpm swtpm-tools util-linux spin) ;;
-  bench) need+=(qemu-system-x86 gnuplot-nox openssl iproute2 python3) ;;
+  bench) need+=(qemu-system-x86 gnuplot-nox openssl iproute2 python3 linux-perf) ;;
 esac
 missing=()
 for p in "${need[@]}"; do

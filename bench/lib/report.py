@@ -101,7 +101,9 @@ def _vals(case, side, kind):
     return [_cpu(r, side, kind) for r in case["runs"] if r.get("completed") and _cpu(r, side, kind) is not None]
 
 
-PAIRS = [("sealvm-tls", "qemu-tls"), ("sealvm-tls", "qemu-tls-multifd"), ("sealvm-tcp", "qemu-plain")]
+PAIRS = [("sealvm-tls", "qemu-tls"), ("sealvm-tls", "qemu-tls-multifd"), ("sealvm-tcp", "qemu-plain"),
+         ("sealvm-tls-reserve", "qemu-plain-prealloc"), ("sealvm-tls-reserve", "qemu-tls-prealloc"),
+         ("sealvm-tls", "qemu-plain"), ("sealvm-tls-reserve", "sealvm-tls")]
 
 
 def ratio_table(res):
@@ -116,6 +118,63 @@ def ratio_table(res):
             cells = [_ratio(sa, sb, k) for k in ("total_ms", "downtime_ms", "cpu_per_gib_other", "cpu_per_gib_whole")]
             load = "idle" if rate == 0 else f"{rate} MB/s"
             out.append(f"| {_vm_label(mem, cpus)} | {load} | {a} / {b} | " + " | ".join(cells) + " |")
+    return out
+
+
+def floor_s(lim, nbytes):
+    """The one-core floor of a TLS migration: sealing and opening every byte once
+    with AES-128-GCM (what sealvm negotiates) at this run's single-core rates."""
+    v = lim["aead"].get("AES-128-GCM")
+    if not v or not nbytes:
+        return None
+    return nbytes / 1e9 / v["encrypt"] + nbytes / 1e9 / v["decrypt"]
+
+
+def floor_table(res):
+    """sealvm's TLS cases against the one-core floor, with how long the destination took to get ready."""
+    out = ["| VM | guest load | system | total s | one-core floor s | total / floor | destination ready s (before) | "
+           "first touch GB/s before the run |", "|---|---|---|---|---|---|---|---|"]
+    for c in res["cases"]:
+        if not c["system"].startswith("sealvm") or not c["secure"]:
+            continue
+        ok = [r for r in c["runs"] if r.get("completed")]
+        tot = stat([r["total_ms"] / 1000 for r in ok if r.get("total_ms")])
+        fl = stat([floor_s(res["limits"], r.get("bytes")) for r in ok])
+        ratio = stat([r["total_ms"] / 1000 / floor_s(res["limits"], r.get("bytes")) for r in ok
+                      if r.get("total_ms") and floor_s(res["limits"], r.get("bytes"))])
+        out.append(f"| {_vm_label(c['mem'], c.get('cpus', 1))} | {_load_label(c)} | {c['system']} | {_fmt(tot, 1, 2)} | "
+                   f"{_fmt(fl, 1, 2)} | {_fmt(ratio, 1, 2)} | {_fmt(stat([r.get('dst_ready_s') for r in ok]), 1, 1)} | "
+                   f"{_fmt(stat([r.get('first_touch_gb_s') for r in c['runs']]), 1, 2)} |")
+    return out
+
+
+def prep_table(res):
+    """Every system's destination preparation and the memory state each run started from."""
+    out = ["| VM | guest load | system | destination ready s (before the migration) | first touch GB/s before the run |",
+           "|---|---|---|---|---|"]
+    for c in res["cases"]:
+        rs = c["runs"]
+        out.append(f"| {_vm_label(c['mem'], c.get('cpus', 1))} | {_load_label(c)} | {c['system']} | "
+                   f"{_fmt(stat([r.get('dst_ready_s') for r in rs]), 1, 1)} | "
+                   f"{_fmt(stat([r.get('first_touch_gb_s') for r in rs]), 1, 2)} |")
+    return out
+
+
+def profile_section(res):
+    out = []
+    for c in res["cases"]:
+        for r in c["runs"]:
+            prof = r.get("profile")
+            if not prof:
+                continue
+            out += [f"### {c['system']}, {_vm_label(c['mem'], c.get('cpus', 1))} {_load_label(c)}, run {r.get('run')}: "
+                    f"total {r.get('total_ms', 0) / 1000:.2f} s", ""]
+            for side, name in (("src", "source"), ("dst", "destination")):
+                rows = prof.get(side) or []
+                out += [f"{name} (self time, % of its samples):", "",
+                        "| % | symbol |", "|---|---|"]
+                out += [f"| {x['share']:.1f} | `{x['symbol']}`{' (kernel)' if x.get('kernel') else ''} |" for x in rows]
+                out += [""]
     return out
 
 
@@ -187,7 +246,7 @@ def markdown(res):
     md += ["## Machine limits (measured in this run, no VM running)", ""] + limits_table(res["limits"]) + [""]
     if res.get("cases"):
         md += [f"## Live migration: median [min–max] of {m['runs']} run(s) per case", "",
-               "Guest: `memcheck.elf ws=512 light=1 rate=N hb=1000` (512 MiB working set, N MB/s of page "
+               f"Guest: `memcheck.elf ws={m.get('ws_mib', 512)} light=1 rate=N hb=1000` ({m.get('ws_mib', 512)} MiB working set, N MB/s of page "
                "rewrites; achieved rate in parentheses, from the guest's own heartbeats). "
                "done = the VM runs at the destination; conv. = converged (sealvm: the last round fitted the "
                "downtime target without a forced stop; QEMU: completed within the "
@@ -199,6 +258,12 @@ def markdown(res):
         md += migration_table(res) + [""]
         md += ["## sealvm / QEMU (ratio of medians; below 1 means sealvm is faster or cheaper)", ""]
         md += ratio_table(res) + [""]
+        md += ["## sealvm TLS against the one-core floor (AES-128-GCM sealing + opening of the bytes sent)", ""]
+        md += floor_table(res) + [""]
+        md += ["## Destination preparation and host memory state", ""] + prep_table(res) + [""]
+        prof = profile_section(res)
+        if prof:
+            md += ["## Profiles (perf record at each end, during the migration)", ""] + prof
     if res.get("snapshot"):
         md += ["## Snapshot and restore (sealvm, `touch.elf ws=512`, file in /dev/shm): median [min–max]", ""]
         md += snapshot_table(res) + [""]
@@ -208,7 +273,10 @@ def markdown(res):
     return "\n".join(md)
 
 
-SYSTEMS = ["sealvm-tls", "sealvm-tcp", "qemu-plain", "qemu-tls", "qemu-tls-multifd"]
+SYSTEMS = ["sealvm-tls", "sealvm-tls-reserve", "sealvm-tcp", "qemu-plain", "qemu-plain-prealloc", "qemu-tls",
+           "qemu-tls-prealloc", "qemu-tls-multifd"]
+LARGE_SYSTEMS = ["sealvm-tls", "sealvm-tls-reserve", "qemu-plain", "qemu-plain-prealloc"]
+PROFILE_SYSTEMS = ["sealvm-tls", "sealvm-tls-reserve"]
 
 
 def chart(res, out_dir):

@@ -49,9 +49,10 @@ def _finish(r, src_cpu, dst_cpu, machine):
 class Sealvm:
     """sealvm over tls:// (mutual TLS 1.3) or the insecure tcp://, via `sealvm run` and `sealvm ctl`."""
 
-    def __init__(self, name, transport, cfg):
+    def __init__(self, name, transport, cfg, reserve=False):
         self.name, self.transport, self.cfg = name, transport, cfg
         self.secure = transport == "tls"
+        self.reserve = reserve  # the destination reserves and pre-faults the VM's memory before it comes
 
     def _tls(self, host):
         return ["--tls-dir", os.path.join(self.cfg.certs, host)] if self.secure else ["--insecure"]
@@ -70,12 +71,26 @@ class Sealvm:
             uri = f"{self.transport}://127.0.0.1:{procs.free_port()}"
             argv = [self.cfg.sealvm, "run", "--incoming", uri, "--serial", f"file:{serial}",
                     "--control", sock, "--state-dir", os.path.join(work, f"{tag}.state")] + self._tls("hostb")
+            argv += ["--reserve", mem] if self.reserve else []
             p = procs.spawn(argv, log)
             if procs.wait_until(lambda: "waiting for an incoming VM" in _read(log) or not procs.alive(p), 15) \
                     and procs.alive(p):
-                return Vm(p, serial, sock, log, uri=uri)
+                vm = Vm(p, serial, sock, log, uri=uri)
+                vm.ready_s = self._reserve_ready(vm) if self.reserve else None
+                return vm
             procs.kill(p)
         raise RuntimeError(f"sealvm destination did not listen: {_read(log)[-300:]}")
+
+    def _reserve_ready(self, vm, limit=300):
+        """Waits until the destination's reservation is populated (ctl status); its time in s."""
+        t0 = time.monotonic()
+        def ready():
+            cp = subprocess.run([self.cfg.sealvm, "ctl", vm.ctl, "status"], capture_output=True, text=True)
+            inc = (_json_tail(cp.stdout) or {}).get("incoming", {})
+            return inc.get("reserved_bytes") and inc.get("reserve_ready_bytes") == inc.get("reserved_bytes")
+        if not procs.wait_until(ready, limit, 0.2):
+            raise RuntimeError(f"the destination's --reserve was not ready within {limit} s")
+        return round(time.monotonic() - t0, 2)
 
     def migrate(self, src, dst, limit):
         machine = procs.MachineWindow()
@@ -105,7 +120,7 @@ class Sealvm:
              "throttle_pct": rep.get("throttle_pct"), "downtime_target_ms": rep.get("downtime_target_ms"),
              "streams": rep.get("channels"),
              "vmm_cpu": {"src": rep.get("src_cpu_s"), "dst": rep.get("dest_cpu_s")},
-             "source_exit": rc, "report": rep}
+             "source_exit": rc, "report": rep, "dst_ready_s": getattr(dst, "ready_s", None)}
         if not done:
             r["error"] = (rep.get("error") or out.strip() or f"no answer within {limit} s")[-300:]
         return _finish(r, src_cpu, dst_cpu, machine)
@@ -134,9 +149,10 @@ class Sealvm:
 class Qemu:
     """QEMU plain, with TLS (tls-creds-x509, both sides verifying) or TLS + multifd, via QMP."""
 
-    def __init__(self, name, tls, multifd, cfg):
+    def __init__(self, name, tls, multifd, cfg, prealloc=False):
         self.name, self.tls, self.multifd, self.cfg = name, tls, multifd, cfg
         self.secure = tls
+        self.prealloc = prealloc  # -mem-prealloc at the destination: its memory is faulted in at start
 
     def _argv(self, mem, kernel, cmdline, serial, sock, cpus):
         creds = f"dir={self.cfg.qemu_tls},verify-peer=on"
@@ -153,7 +169,8 @@ class Qemu:
         serial, sock, log = (os.path.join(work, f"{tag}.{x}") for x in ("serial", "qmp", "log"))
         p = procs.spawn(self._argv(mem, kernel, cmdline, serial, sock, cpus) + extra, log)
         try:
-            q = Qmp(sock)
+            # QMP answers once the machine exists: after -mem-prealloc has faulted in all of it
+            q = Qmp(sock, timeout=300.0 if "-mem-prealloc" in extra else 30.0)
         except QmpError as e:
             procs.kill(p)
             raise RuntimeError(f"QEMU did not start: {e}: {_read(log)[-300:]}")
@@ -172,7 +189,10 @@ class Qemu:
 
     def incoming(self, work, tag, mem, kernel, cmdline, cpus=1):
         """QEMU's destination must be started with the source's -smp."""
-        vm = self._start(work, tag, mem, kernel, cmdline, ["-incoming", "defer"], cpus)
+        t0 = time.monotonic()
+        vm = self._start(work, tag, mem, kernel, cmdline,
+                         ["-incoming", "defer"] + (["-mem-prealloc"] if self.prealloc else []), cpus)
+        vm.ready_s = round(time.monotonic() - t0, 2) if self.prealloc else None
         self._setup(vm.qmp, "tlssrv")
         for _ in range(3):
             port = procs.free_port()
