@@ -16,7 +16,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
-ALL=(fuzz_stream fuzz_state fuzz_multiboot fuzz_control fuzz_console fuzz_table fuzz_policy fuzz_evidence fuzz_audit fuzz_sealed fuzz_outcome fuzz_attest_phase)
+ALL=(fuzz_stream fuzz_state fuzz_multiboot fuzz_control fuzz_console fuzz_table fuzz_policy fuzz_evidence fuzz_audit fuzz_sealed fuzz_outcome fuzz_attest_phase fuzz_memserver fuzz_pageseal fuzz_pubmem)
 secs=${1:-300}
 [ $# -gt 0 ] && shift
 if ! [[ "$secs" =~ ^[0-9]+$ ]]; then

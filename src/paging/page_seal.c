@@ -164,6 +164,11 @@ int page_open(struct page_sealer *s, uint64_t page, uint64_t version, const uint
 		snprintf(what, sizeof(what), "not a sealed page of format %u (%zu bytes)", PAGE_SEAL_FORMAT, len);
 		return refuse(PAGE_BAD_FORMAT, why, out, page, what, e);
 	}
+	if (blob[6] | blob[7] | blob[12] | blob[13] | blob[14] | blob[15]) {
+		/* the tag covers the header as it should be: no byte of a blob may go unchecked */
+		snprintf(what, sizeof(what), "reserved header bytes are not zero");
+		return refuse(PAGE_BAD_FORMAT, why, out, page, what, e);
+	}
 	if (blob[5] != PAGE_MODE_SEALED && blob[5] != PAGE_MODE_PLAIN) {
 		snprintf(what, sizeof(what), "unknown mode %u", blob[5]);
 		return refuse(PAGE_BAD_FORMAT, why, out, page, what, e);
@@ -228,14 +233,4 @@ const char *page_verdict_name(enum page_verdict v)
 	};
 
 	return (unsigned)v < sizeof(names) / sizeof(names[0]) ? names[v] : "unknown";
-}
-
-bool page_is_zero(const void *p)
-{
-	const uint64_t *w = p;
-
-	for (unsigned i = 0; i < PAGE_SEAL_PAGE / 8; i += 4)
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3])
-			return false;
-	return true;
 }

@@ -29,7 +29,8 @@
  * rewritten to look right fails the tag. Every refusal has its own verdict.
  *
  * A sealer holds two EVP contexts keyed once; it is for one thread at a time (make one
- * per thread). Zero pages are never stored (the caller keeps them as version 0). */
+ * per thread). Zero pages are never stored (the caller keeps them as version 0;
+ * state/pages.h page_is_zero finds them). */
 #ifndef SEALVM_PAGING_PAGE_SEAL_H
 #define SEALVM_PAGING_PAGE_SEAL_H
 
@@ -96,7 +97,5 @@ int page_open(struct page_sealer *s, uint64_t page, uint64_t version, const uint
 	      void *out, enum page_mode *mode, enum page_verdict *why, struct err *e);
 
 const char *page_verdict_name(enum page_verdict v);
-/* True if the 4 KiB at p are all zero. */
-bool page_is_zero(const void *p);
 
 #endif

@@ -10,7 +10,7 @@ secs=${FUZZ_SECONDS:-20}
 rc=$?
 cat "$T/fuzz.out"
 [ $rc -eq 0 ] || fail "scripts/fuzz.sh exited $rc: a fuzz target crashed, or the fuzzers did not build"
-for t in fuzz_stream fuzz_state fuzz_multiboot fuzz_control fuzz_console fuzz_table fuzz_policy fuzz_evidence fuzz_audit fuzz_sealed fuzz_outcome fuzz_attest_phase; do
+for t in fuzz_stream fuzz_state fuzz_multiboot fuzz_control fuzz_console fuzz_table fuzz_policy fuzz_evidence fuzz_audit fuzz_sealed fuzz_outcome fuzz_attest_phase fuzz_memserver fuzz_pageseal fuzz_pubmem; do
   grep -Eq "^$t: [0-9]+ runs, .* 0 crashes$" "$T/fuzz.out" || fail "no clean result line for $t"
 done
 # the fixed crashes were replayed, not skipped
