@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench [BENCH=full|quick|snapshot|smp|trust|console|guard]: sealvm against QEMU on this machine.
+# make bench [BENCH=full|quick|snapshot|smp|trust|console|guard|split-seal]: sealvm against QEMU on this machine.
 # Installs what it needs, builds the measuring tools into build/bench/, makes the
 # test certificates, then runs the Python driver (bench/bench.py, which explains
 # the modes and the environment knobs). Results: build/bench/results.{md,json,png}.
@@ -10,6 +10,7 @@ B=build/bench
 [ "$mode" = trust ] && exec bench/trust.sh   # trust steps (attestation, policy, audit): no VMs
 [ "$mode" = console ] && exec bench/console.sh   # what the owner's console costs a migration
 [ "$mode" = guard ] && exec bench/guard.sh   # the integrity guard: cost, detection latency, guest slowdown
+[ "$mode" = split-seal ] && exec bench/split_seal.sh   # sealing pages for memory servers, per core
 
 scripts/deps.sh bench
 [ -x build/sealvm ] && [ -f build/guest/memcheck.elf ] && [ -f build/guest/touch.elf ] ||

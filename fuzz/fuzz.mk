@@ -15,7 +15,7 @@ FUZZ_BASE   := -std=gnu11 -D_GNU_SOURCE -Isrc $(FUZZ_WARN) -pthread -O1 -g
 FUZZ_LIBS   := -lssl -lcrypto -ljansson -lxxhash -lvncserver -lz -ltss2-esys -ltss2-mu -ltss2-rc -ltss2-tcti-swtpm -pthread
 FUZZ_SRC    := $(filter-out src/main.c,$(sort $(wildcard src/*/*.c)))
 FUZZ_OBJ    := $(FUZZ_SRC:src/%.c=$(B)/fuzz/obj/%.o)
-FUZZ_NAMES  := fuzz_stream fuzz_state fuzz_multiboot fuzz_control fuzz_console fuzz_table fuzz_policy fuzz_evidence fuzz_audit fuzz_sealed fuzz_outcome fuzz_attest_phase fuzz_elf fuzz_maps
+FUZZ_NAMES  := fuzz_stream fuzz_state fuzz_multiboot fuzz_control fuzz_console fuzz_table fuzz_policy fuzz_evidence fuzz_audit fuzz_sealed fuzz_outcome fuzz_attest_phase fuzz_elf fuzz_maps fuzz_memserver fuzz_pageseal fuzz_pubmem
 FUZZ_BIN    := $(FUZZ_NAMES:%=$(B)/fuzz/%)
 FUZZ_SECONDS ?= 300
 

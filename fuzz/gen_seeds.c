@@ -4,7 +4,10 @@
  * Stream seeds are valid streams as sealvm writes them (CONFIG for 4 MiB of RAM, PAGES,
  * SERIAL, VCPU and VM states that pass validation, END) behind fuzz_stream's mode byte.
  * and DIR/fuzz_console/ (frames of protocol version 2, a sealed console state and a
- * wrapped console key for the seed owner key of console_seed_key.h).
+ * wrapped console key for the seed owner key of console_seed_key.h), DIR/fuzz_memserver/
+ * (a store's hand-over and expiry as event sequences, a GET answer), DIR/fuzz_pageseal/
+ * (pages sealed and plain under pageseal_seed_key.h) and DIR/fuzz_pubmem/ (a saved
+ * state, a --public list, a guest's port accesses).
  * Everything but the last two is deterministic (sealing draws nonces and ephemeral
  * keys), so regenerating gives the same files. */
 #include <elf.h>
@@ -20,6 +23,10 @@
 #include "console/state.h"
 #include "console/wrap.h"
 #include "console_seed_key.h"
+#include "dev/pubmem.h"
+#include "memserver/proto.h"
+#include "paging/page_seal.h"
+#include "pageseal_seed_key.h"
 #include "dev/serial.h"
 #include "migrate/proto.h"
 #include "state/pages.h"
@@ -502,6 +509,127 @@ static void console_seeds(void)
 	EVP_PKEY_free(owner);
 }
 
+/* fuzz_memserver: event byte (who | event << 2), then a record. */
+static size_t ms_rec(uint8_t *buf, uint8_t who, uint16_t op, uint64_t tag, const void *p, uint32_t len)
+{
+	struct ms_hdr h = { .op = op, .len = len, .tag = tag };
+
+	buf[0] = who; /* event 0: a request */
+	memcpy(buf + 1, &h, sizeof(h));
+	memcpy(buf + 1 + sizeof(h), p, len);
+	return 1 + sizeof(h) + len;
+}
+
+static void memserver_seeds(void)
+{
+	static uint8_t buf[1 << 20];
+	static uint8_t blob[MS_BLOB_MAX];
+	const uint8_t *bp[4] = { blob, blob, blob, blob };
+	const uint32_t lens[4] = { PAGE_BLOB_SIZE, 100, 1, MS_BLOB_MAX };
+	const uint64_t keys[4] = { 7, 8, 9, 1000 };
+	uint8_t put[MS_PUT_LEN_MAX];
+	struct ms_create cr = { .quota = 20, .flags = MS_CREATE_EPHEMERAL };
+	struct ms_key_req get = { .key = 8 };
+	struct ms_store_req sr;
+	struct ms_grant g = { .ttl_s = 5, .grantee = { 0xb2 } };
+	struct ms_ping ping = { 42 };
+	struct ms_get_reply gr = { .key = 8, .len = 100 };
+	struct ms_hdr ah = { .op = MS_GET | MS_REPLY, .len = sizeof(gr) + 100, .tag = 3 };
+	size_t n = 0, pl;
+
+	memset(blob, 0x3c, sizeof(blob));
+	for (int i = 0; i < 16; i++)
+		cr.store[i] = sr.store[i] = get.store[i] = g.store[i] = (uint8_t)(0xe0 + i);
+	/* hosta creates, fills, reads; grants to hostb, hangs up; hostb looks, adopts, reads, frees */
+	n += ms_rec(buf + n, 0, MS_CREATE, 1, &cr, sizeof(cr));
+	pl = ms_encode_put(put, cr.store, 4, keys, bp, lens);
+	n += ms_rec(buf + n, 0, MS_PUT, 2, put, (uint32_t)pl);
+	n += ms_rec(buf + n, 0, MS_GET, 3, &get, sizeof(get));
+	n += ms_rec(buf + n, 2, MS_GET, 4, &get, sizeof(get));
+	n += ms_rec(buf + n, 0, MS_GRANT, 5, &g, sizeof(g));
+	buf[n++] = 0 | 5 << 2; /* hosta's connection ends */
+	n += ms_rec(buf + n, 1, MS_STAT, 6, &sr, sizeof(sr));
+	n += ms_rec(buf + n, 1, MS_ADOPT, 7, &sr, sizeof(sr));
+	n += ms_rec(buf + n, 1, MS_GET, 8, &get, sizeof(get));
+	n += ms_rec(buf + n, 1, MS_PING, 9, &ping, sizeof(ping));
+	n += ms_rec(buf + n, 1, MS_FREE, 10, &sr, sizeof(sr));
+	write_file("fuzz_memserver", "handover", buf, n);
+	/* an ephemeral store granted, both sides gone, time passes */
+	n = 0;
+	n += ms_rec(buf + n, 0, MS_CREATE, 1, &cr, sizeof(cr));
+	n += ms_rec(buf + n, 0, MS_GRANT, 2, &g, sizeof(g));
+	buf[n++] = 0 | 5 << 2;
+	n += ms_rec(buf + n, 1, MS_DECLINE, 3, &sr, sizeof(sr));
+	buf[n++] = 1 | 6 << 2;
+	buf[n++] = 10;
+	write_file("fuzz_memserver", "expire", buf, n);
+	/* the client checking a GET answer */
+	n = 0;
+	buf[n++] = 7 << 2;
+	buf[n++] = MS_GET;
+	memcpy(buf + n, &ah, sizeof(ah));
+	n += sizeof(ah);
+	memcpy(buf + n, &gr, sizeof(gr));
+	n += sizeof(gr);
+	memset(buf + n, 0x11, 100);
+	n += 100;
+	write_file("fuzz_memserver", "answer", buf, n);
+}
+
+static void pageseal_seeds(void)
+{
+	const struct page_key k = PAGESEAL_SEED_KEY;
+	static uint8_t buf[16 + PAGE_BLOB_SIZE], page[PAGE_SEAL_PAGE];
+	struct page_sealer *s;
+	struct err e = { 0 };
+	uint64_t pg = 77, v = 5;
+
+	if (page_sealer_new(&k, &s, &e) < 0)
+		die("page sealer", &e);
+	for (unsigned i = 0; i < sizeof(page); i++)
+		page[i] = (uint8_t)(i * 7);
+	memcpy(buf, &pg, 8);
+	memcpy(buf + 8, &v, 8);
+	if (page_seal(s, pg, v, PAGE_MODE_SEALED, page, buf + 16, &e) < 0)
+		die("seal", &e);
+	write_file("fuzz_pageseal", "sealed", buf, sizeof(buf));
+	if (page_seal(s, pg, v, PAGE_MODE_PLAIN, page, buf + 16, &e) < 0)
+		die("seal", &e);
+	write_file("fuzz_pageseal", "plain", buf, sizeof(buf));
+	v = 6; /* the same blob, expected one version later: stale */
+	memcpy(buf + 8, &v, 8);
+	write_file("fuzz_pageseal", "stale", buf, sizeof(buf));
+	page_sealer_free(s);
+}
+
+static void pubmem_seeds(void)
+{
+	struct pubmem p;
+	struct pubmem_state st;
+	struct err e = { 0 };
+	uint8_t buf[1 + sizeof(st)];
+	static const char list[] = "\x01" "16M-32M,0x100000-0x200000,60M-61M";
+	/* guest: FIRST=0x1000, COUNT=0x100, PUBLIC; FIRST=0x1080, COUNT=0x10, PRIVATE; TOTALS; QUERY 1 */
+	static const uint8_t port[] = {
+		2,
+		4, 0x80, 0x00, 0x10, 0, 0,  8, 0x80, 0x00, 0x01, 0, 0,  0, 0x80, 1, 0, 0, 0,
+		4, 0x80, 0x80, 0x10, 0, 0,  8, 0x80, 0x10, 0, 0, 0,     0, 0x80, 2, 0, 0, 0,
+		0, 0x80, 5, 0, 0, 0,        12, 0x02, 0, 0, 0, 0,       4, 0x80, 1, 0, 0, 0,
+		0, 0x80, 4, 0, 0, 0,        4, 0x02, 0, 0, 0, 0,
+	};
+
+	pubmem_init(&p, 64ull << 20);
+	if (pubmem_declare_list(&p, list + 1, &e) < 0)
+		die("pubmem", &e);
+	pubmem_save(&p, &st);
+	buf[0] = 0;
+	memcpy(buf + 1, &st, sizeof(st));
+	write_file("fuzz_pubmem", "state", buf, sizeof(buf));
+	write_file("fuzz_pubmem", "list", list, sizeof(list) - 1);
+	write_file("fuzz_pubmem", "port", port, sizeof(port));
+	pubmem_destroy(&p);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -525,5 +653,8 @@ int main(int argc, char **argv)
 	sealed_seed("empty", 0);
 	outcome_seeds();
 	console_seeds();
+	memserver_seeds();
+	pageseal_seeds();
+	pubmem_seeds();
 	return 0;
 }

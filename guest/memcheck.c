@@ -29,6 +29,10 @@
  *                (100: never halts; default 100 on one CPU, 50 on several, so idle time is given back)
  *       apdelay=<ms>  wait this long (halted) before starting the APs, which wait for INIT meanwhile
  *       initwait=<ms>  between INIT and SIPI (10), the AP waiting for SIPI meanwhile
+ *       public=<MiB>  declare the last MiB of the working set non-sensitive through sealvm's public-memory
+ *                port (src/dev/pubmem.h) and print "PUBLIC ..."; every heartbeat then reads back how many
+ *                pages the port says are public (pub=): the declaration travels with the VM. Without the
+ *                port (QEMU) it prints "PUBLIC none" and carries on
  * Exit status 2: working set does not fit (or no memory info); 3: an AP did not start.
  *
  * Hot paths are per page: a handful of instructions plus one rep stosd / repe scasd. */
@@ -55,6 +59,25 @@ static spinlock_t shared_lock;       /* the shared region's pages and their ver[
 /* Settings every CPU reads. */
 static uint32_t rate, hb, passes_max, duty, ncpus, seed;
 static volatile uint32_t go;
+static uint32_t pub_on;              /* public=: show the port's count of public pages in HB lines */
+
+/* sealvm's public-memory port (src/dev/pubmem.h): 32-bit registers. */
+#define PUBMEM_PORT 0x520u
+#define PUBMEM_SIGNATURE 0x4d425053u
+static inline void outl(uint16_t port, uint32_t v) { __asm__ __volatile__("outl %0, %1" : : "a"(v), "Nd"(port)); }
+static inline uint32_t inl(uint16_t port)
+{
+    uint32_t v;
+    __asm__ __volatile__("inl %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
+/* Public pages as the port counts them (CPU 0 only: the registers are shared). */
+static uint32_t pub_pages(void)
+{
+    outl(PUBMEM_PORT, 5); /* TOTALS */
+    return inl(PUBMEM_PORT + 4);
+}
 
 /* One CPU's state; only that CPU writes it (CPU 0 reads the counters for the HB line). */
 struct work {
@@ -192,6 +215,8 @@ static void heartbeat_all(struct work *w0, uint32_t now)
     }
     if (ncpus > 1)
         gprintf(" cpus=%u", ncpus);
+    if (pub_on)
+        gprintf(" pub=%u", pub_pages());
     gputc('\n');
     console_unlock();
     w_last = writes;
@@ -353,6 +378,7 @@ void gmain(uint32_t magic, struct multiboot_info *mbi)
     uint32_t selftest = arg_u32(cmd, "selftest", 0);
     uint32_t cpus_max = arg_u32(cmd, "cpus", 0), tables = arg_u32(cmd, "tables", 0);
     uint32_t shared_arg = arg_u32(cmd, "shared", 64), apdelay = arg_u32(cmd, "apdelay", 0);
+    uint32_t public_mib = arg_u32(cmd, "public", 0);
     smp_init_wait_ms = arg_u32(cmd, "initwait", 10);
     if (arg_u32(cmd, "light", 0))
         bmask = LIGHT_BODY;
@@ -422,6 +448,21 @@ void gmain(uint32_t magic, struct multiboot_info *mbi)
         w->rng = (seed ^ (c * 0x9E3779B9u)) | 1u;
     }
 
+    if (public_mib) {
+        uint32_t n = public_mib > ws_mib ? npages : public_mib * 256u, first = WS_BASE / 4096u + npages - n;
+        if (inl(PUBMEM_PORT) != PUBMEM_SIGNATURE) {
+            gputs("PUBLIC none: no public-memory port\n");
+        } else {
+            outl(PUBMEM_PORT + 4, first);
+            outl(PUBMEM_PORT + 8, n);
+            outl(PUBMEM_PORT, 1); /* PUBLIC */
+            uint32_t st = inl(PUBMEM_PORT + 12) & 0xffffu;
+            outl(PUBMEM_PORT, 5); /* TOTALS */
+            uint32_t pages = inl(PUBMEM_PORT + 4), ranges = inl(PUBMEM_PORT + 8);
+            gprintf("PUBLIC first=0x%x pages=%u status=%u ranges=%u total=%u\n", first * 4096u, n, st, ranges, pages);
+            pub_on = 1;
+        }
+    }
     uint32_t t_fill = tsc_ms();
     for (uint32_t i = 0; i < npages; i++) {
         ver[i] = 1;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/guard_cmd.h"
+#include "cli/memserver_cmd.h"
 #include "cli/run.h"
 #include "cli/trust_cmds.h"
 #include "console/client.h"
@@ -15,6 +16,7 @@ static void usage(FILE *f)
 		   "       sealvm run --restore FILE [--serial ...] [--control ...]\n"
 		   "       sealvm console tls://HOST:PORT --tls-dir OWNERDIR [--screen|--vnc ADDR:PORT|--web ADDR:PORT]\n"
 		   "       sealvm ctl SOCKET status|pause|resume|quit|stats|snapshot FILE\n"
+		   "       sealvm memserver --listen tls://ADDR:PORT --tls-dir DIR --capacity SIZE   a sub-host\n"
 		   "       sealvm host init|measure ...      this host's TPM keys and measurements\n"
 		   "       sealvm admin keygen|sign|verify   the administrator's table and policy\n"
 		   "       sealvm attest quote|verify ...    the Attest phase by hand\n"
@@ -35,6 +37,8 @@ int main(int argc, char **argv)
 		return console_client_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "ctl"))
 		return ctl_client_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "memserver"))
+		return cmd_memserver(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "host"))
 		return cmd_host(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "admin"))

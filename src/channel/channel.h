@@ -110,6 +110,9 @@ struct x509_st;
 struct x509_st *chan_peer_cert(struct chan *c);
 /* True if the peer's certificate names name in a DNS SAN (exact, no wildcards). */
 bool chan_peer_has_name(struct chan *c, const char *name);
+/* True if it names one of the comma-separated names (at most 511 characters), as
+ * --allow-from lists them. */
+bool chan_peer_named_in(struct chan *c, const char *names);
 /* SHA-256 of the peer certificate (DER), e.g. for the audit log. -ENOTSUP for tcp. */
 int chan_peer_fingerprint(struct chan *c, unsigned char sha256[32], struct err *e);
 /* TLS 1.3 exporter (RFC 8446 §7.5): a secret both ends of this very session derive

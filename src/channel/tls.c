@@ -178,3 +178,16 @@ bool chan_peer_has_name(struct chan *c, const char *name)
 	       X509_check_host(cert, name, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
 					      X509_CHECK_FLAG_NO_WILDCARDS, NULL) == 1;
 }
+
+bool chan_peer_named_in(struct chan *c, const char *names)
+{
+	char buf[512], *tok, *save = NULL;
+
+	if (!names || strlen(names) >= sizeof(buf))
+		return false;
+	snprintf(buf, sizeof(buf), "%s", names);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		if (chan_peer_has_name(c, tok))
+			return true;
+	return false;
+}

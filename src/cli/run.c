@@ -27,6 +27,7 @@
 struct run_opts {
 	const char *kernel, *cmdline, *serial, *control, *restore, *incoming, *tls_dir, *state_dir, *allow_from;
 	const char *key_file;
+	const char *public_ranges;
 	const char *table, *policy, *tpm;
 	struct labels labels;
 	uint64_t mem, mem_limit, reserve;
@@ -47,6 +48,9 @@ static void usage(FILE *f)
 		"options:\n"
 		"  --mem SIZE          guest RAM, e.g. 512M, 4G (default 256M; a bare number is MiB)\n"
 		"  --cpus N            vCPUs, 1 to 64 (default 1); APs wait for INIT/SIPI\n"
+		"  --public START-END,...  guest-physical ranges that hold nothing secret (page-aligned;\n"
+		"                      END exclusive): a split migration keeps their pages unencrypted but\n"
+		"                      authenticated; the guest may declare more, or take them back\n"
 		"  --serial stdio|file:PATH|none   where the guest's COM1 goes (default stdio)\n"
 		"  --control SOCKET    JSON-lines control socket (see `sealvm ctl`)\n"
 		"  --incoming tls://ADDR:PORT  wait for one VM migrated here\n"
@@ -109,6 +113,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		{ "table", required_argument, NULL, 'T' },   { "policy", required_argument, NULL, 'P' },
 		{ "tpm", required_argument, NULL, 'M' },     { "label", required_argument, NULL, 'l' },
 		{ "console-fresh", no_argument, NULL, 'F' }, { "owner-crl", required_argument, NULL, 'Y' },
+		{ "public", required_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -141,6 +146,7 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		case 'I': o->insecure = true; break;
 		case 'F': o->console_fresh = true; break;
 		case 'K': o->key_file = optarg; break;
+		case 'U': o->public_ranges = optarg; break;
 		case 'T': o->table = optarg; break;
 		case 'P': o->policy = optarg; break;
 		case 'M': o->tpm = optarg; break;
@@ -200,6 +206,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o, struct err *e)
 		return err_set(e, -EINVAL, "--cpus goes with --kernel: a snapshot or an incoming VM brings its own vCPUs");
 	if (o->incoming && !o->tls_dir && strncmp(o->incoming, "tcp://", 6))
 		return err_set(e, -EINVAL, "--incoming tls:// needs --tls-dir DIR");
+	if (o->public_ranges && !o->kernel)
+		return err_set(e, -EINVAL, "--public is for a VM booted here (--kernel): a migrated or restored VM brings its own declarations");
 	if (o->labels.n && !o->kernel)
 		return err_set(e, -EINVAL, "--label is for a VM booted here (--kernel): a migrated or restored VM brings its own labels");
 	if (o->tpm && !o->table)
@@ -414,7 +422,8 @@ int cmd_run(int argc, char **argv)
 			machine_destroy(&m);
 	} else if (r == 0 && o.kernel) {
 		r = machine_init(&m, o.mem, o.cpus, serial_fd, &e);
-		if (r == 0 && (r = machine_boot(&m, o.kernel, o.cmdline, &e)) < 0)
+		if (r == 0 && ((r = machine_boot(&m, o.kernel, o.cmdline, &e)) < 0 ||
+			       (o.public_ranges && (r = pubmem_declare_list(&m.pubmem, o.public_ranges, &e)) < 0)))
 			machine_destroy(&m);
 	} else if (r == 0) {
 		r = incoming_wait_vm(in, &m, &e);

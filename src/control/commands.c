@@ -167,6 +167,8 @@ static json_t *cmd_status(struct vmm_ctx *c)
 		json_object_set_new(o, "orphaned", json_string(orphan_why));
 	json_object_set_new(o, "labels", labels_to_json(&c->labels));
 	pthread_mutex_unlock(&c->lock);
+	if (pubmem_in_use(&m->pubmem))
+		json_object_set_new(o, "public", pubmem_json(&m->pubmem));
 	return o;
 }
 

@@ -28,6 +28,7 @@ struct pool {
 	struct chan_listener *l;
 	int hello_ms;
 	pool_dispatch_fn fn;
+	struct pool_proto proto;   /* another protocol's greeting (proto.greet set), else HELLO */
 	void *opaque;
 	int stopfd;
 	pthread_t acceptor;
@@ -132,6 +133,7 @@ static void *worker(void *arg)
 	struct pool *p = a->p;
 	struct pool_conn *c = calloc(1, sizeof(*c));
 	struct mig_hello h;
+	uint64_t other[POOL_HELLO_MAX / 8];
 	struct err e = { 0 };
 	uint64_t t0 = mono_ns();
 	int r = c ? 0 : err_set(&e, -ENOMEM, "out of memory");
@@ -146,23 +148,34 @@ static void *worker(void *arg)
 		/* whatever is left of the deadline bounds the HELLO too */
 		int64_t left = (int64_t)p->hello_ms - (int64_t)((mono_ns() - t0) / 1000000);
 		chan_set_timeout(c->ch, left > 0 ? (int)left : 1);
-		if (sec_writer_init(&c->w, chan_bstream(c->ch), &e) < 0 ||
-		    sec_reader_init(&c->r, chan_bstream(c->ch), &e) < 0)
-			r = -ENOMEM;
-		if (r == 0 && chan_kind(c->ch) == CHAN_TLS)
-			r = chan_peer_fingerprint(c->ch, c->fp, &e);
-		if (r == 0) {
+		if (p->proto.greet) {
+			if (chan_kind(c->ch) == CHAN_TLS)
+				r = chan_peer_fingerprint(c->ch, c->fp, &e);
 			snprintf(c->peer, sizeof(c->peer), "%s", chan_peer_name(c->ch));
-			r = read_hello(c, &h, &e);
+			if (r == 0)
+				r = p->proto.greet(p->opaque, c, other, &e);
+		} else {
+			if (sec_writer_init(&c->w, chan_bstream(c->ch), &e) < 0 ||
+			    sec_reader_init(&c->r, chan_bstream(c->ch), &e) < 0)
+				r = -ENOMEM;
+			if (r == 0 && chan_kind(c->ch) == CHAN_TLS)
+				r = chan_peer_fingerprint(c->ch, c->fp, &e);
+			if (r == 0) {
+				snprintf(c->peer, sizeof(c->peer), "%s", chan_peer_name(c->ch));
+				r = read_hello(c, &h, &e);
+			}
 		}
 	}
 	release_slot(p, a->slot);
 	if (r == 0) {
 		chan_set_timeout(c->ch, 0);
-		p->fn(p->opaque, c, &h);  /* owns c now */
+		if (p->proto.greet)
+			p->proto.dispatch(p->opaque, c, other);  /* owns c now */
+		else
+			p->fn(p->opaque, c, &h);  /* owns c now */
 	} else {
 		note_drop(p, a->where, e.msg);
-		if (r == -EPROTONOSUPPORT && c && c->ch) {
+		if (r == -EPROTONOSUPPORT && !p->proto.greet && c && c->ch) {
 			/* say so in a form every version reads: a HELLO_ACK naming ours */
 			struct mig_hello_ack ack = { .proto = MIG_PROTO_VERSION, .status = MIG_REFUSE };
 			snprintf(ack.reason, sizeof(ack.reason), "the source %s", e.msg);
@@ -279,8 +292,8 @@ static void *acceptor(void *arg)
 	return NULL;
 }
 
-int pool_start(struct chan_listener *l, int hello_timeout_ms, pool_dispatch_fn fn, void *opaque,
-	       struct pool **out, struct err *e)
+static int start(struct chan_listener *l, int hello_timeout_ms, pool_dispatch_fn fn, const struct pool_proto *proto,
+		 void *opaque, struct pool **out, struct err *e)
 {
 	struct pool *p = calloc(1, sizeof(*p));
 	int i;
@@ -290,6 +303,7 @@ int pool_start(struct chan_listener *l, int hello_timeout_ms, pool_dispatch_fn f
 	p->l = l;
 	p->hello_ms = hello_timeout_ms;
 	p->fn = fn;
+	p->proto = *proto;
 	p->opaque = opaque;
 	for (i = 0; i < POOL_SLOTS; i++)
 		p->pend[i].fd = -1;
@@ -304,6 +318,22 @@ int pool_start(struct chan_listener *l, int hello_timeout_ms, pool_dispatch_fn f
 	}
 	*out = p;
 	return 0;
+}
+
+int pool_start(struct chan_listener *l, int hello_timeout_ms, pool_dispatch_fn fn, void *opaque,
+	       struct pool **out, struct err *e)
+{
+	static const struct pool_proto migration = { 0 };
+
+	return start(l, hello_timeout_ms, fn, &migration, opaque, out, e);
+}
+
+int pool_start_proto(struct chan_listener *l, int hello_timeout_ms, const struct pool_proto *proto, void *opaque,
+		     struct pool **out, struct err *e)
+{
+	if (!proto->greet || !proto->dispatch)
+		return err_set(e, -EINVAL, "a connection pool needs a greeting and a dispatcher");
+	return start(l, hello_timeout_ms, NULL, proto, opaque, out, e);
 }
 
 void pool_stop(struct pool *p)

@@ -37,6 +37,19 @@ struct pool;
 
 int pool_start(struct chan_listener *l, int hello_timeout_ms, pool_dispatch_fn fn, void *opaque,
 	       struct pool **out, struct err *e);
+
+/* The same front door for another protocol (the memory server's): greet reads and
+ * checks the connection's first record into hello (at most POOL_HELLO_MAX bytes)
+ * within what is left of the deadline, and may answer a refusal itself; 0 hands the
+ * connection to dispatch. Such connections are not framed for sections (c->w and
+ * c->r are unused). */
+#define POOL_HELLO_MAX 256
+struct pool_proto {
+	int (*greet)(void *opaque, struct pool_conn *c, void *hello, struct err *e);
+	void (*dispatch)(void *opaque, struct pool_conn *c, const void *hello);
+};
+int pool_start_proto(struct chan_listener *l, int hello_timeout_ms, const struct pool_proto *proto, void *opaque,
+		     struct pool **out, struct err *e);
 /* Stops accepting, drops pending connections, waits for every pool thread
  * (dispatch callbacks included) to finish. */
 void pool_stop(struct pool *p);

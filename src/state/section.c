@@ -21,6 +21,7 @@ static const struct sec_info infos[SEC_ID_MAX] = {
 	[SEC_CONSOLE] = { "CONSOLE", 1, 256 * 1024 },
 	[SEC_CONSOLE_KEY] = { "CONSOLE_KEY", 1, 64 },
 	[SEC_CONSOLE_WRAP] = { "CONSOLE_WRAP", 1, 4096 },
+	[SEC_PUBMEM] = { "PUBMEM", 1, 2048 },    /* struct pubmem_state */
 	[SEC_HELLO] = { "HELLO", 3, 4096 },      /* version = migration protocol version */
 	[SEC_HELLO_ACK] = { "HELLO_ACK", 1, 4096 },
 	[SEC_READY] = { "READY", 1, 256 },

@@ -35,6 +35,7 @@ enum sec_id {
 	SEC_CONSOLE = 7,
 	SEC_CONSOLE_KEY = 8,
 	SEC_CONSOLE_WRAP = 9,
+	SEC_PUBMEM = 10,  /* which guest RAM is declared non-sensitive (dev/pubmem.h) */
 	SEC_LABELS = 12,  /* snapshot: the VM's labels (JSON), right after CONFIG */
 	/* migration control records */
 	SEC_HELLO = 16,

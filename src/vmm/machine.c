@@ -100,8 +100,10 @@ int machine_init_in(struct machine *m, uint64_t ram_size, int nr_vcpus, int seri
 		vm_destroy(&m->vm);
 		goto fail_sync;
 	}
+	pubmem_init(&m->pubmem, ram_size);
 	if (serial_attach(&m->serial, &m->bus) || i8042_attach(&m->kbd, &m->bus) ||
-	    debug_exit_attach(&m->dbg, &m->bus, on_debug_exit, m)) {
+	    debug_exit_attach(&m->dbg, &m->bus, on_debug_exit, m) || pubmem_attach(&m->pubmem, &m->bus)) {
+		pubmem_destroy(&m->pubmem);
 		vga_destroy(&m->vga);
 		serial_destroy(&m->serial);
 		vm_destroy(&m->vm);
@@ -139,6 +141,7 @@ void machine_destroy(struct machine *m)
 	m->vm.nr_vcpus = 0;
 	serial_destroy(&m->serial);
 	i8042_destroy(&m->kbd);
+	pubmem_destroy(&m->pubmem);
 	vm_destroy(&m->vm);
 	vga_destroy(&m->vga);
 	pthread_cond_destroy(&m->cond);
@@ -622,6 +625,12 @@ int machine_save_state(struct machine *m, struct sec_writer *w, enum machine_sav
 		serial_state_scrub(&ss); /* typed input travels only in the extension's sealed state */
 	iov = (struct iovec){ &ss, sizeof(ss) };
 	r = sec_write(w, SEC_SERIAL, 1, &iov, 1, e);
+	if (r == 0 && pubmem_in_use(&m->pubmem)) {
+		struct pubmem_state ps;
+		pubmem_save(&m->pubmem, &ps);
+		iov = (struct iovec){ &ps, sizeof(ps) };
+		r = sec_write(w, SEC_PUBMEM, PUBMEM_STATE_VERSION, &iov, 1, e);
+	}
 	/* Every vCPU is parked: each one's state is from the same instant. An AP that
 	 * waits for SIPI or halts travels as such (its MP state). */
 	for (i = 0; r == 0 && i < m->nr_vcpus; i++) {
@@ -774,6 +783,14 @@ int machine_load_section(struct machine_loader *l, struct sec_reader *r, const s
 			rc = serial_state_validate(&l->serial, e);
 		l->have_serial = rc == 0;
 		return rc;
+	case SEC_PUBMEM:
+		if (l->have_pubmem)
+			return err_set(e, -EPROTO, "stream has a second PUBMEM section");
+		rc = sec_read_exact(r, h, &l->pubmem, sizeof(l->pubmem), e);
+		if (rc == 0) /* against the largest RAM here; against the VM's own at commit */
+			rc = pubmem_state_validate(&l->pubmem, VM_MAX_RAM, e);
+		l->have_pubmem = rc == 0;
+		return rc;
 	case SEC_CONSOLE:
 	case SEC_CONSOLE_KEY:
 	case SEC_CONSOLE_WRAP:
@@ -821,6 +838,8 @@ int machine_load_commit(struct machine *m, struct machine_loader *l, struct err 
 		r = vm_state_load(&m->vm, l->vmst, e);
 	if (r == 0)
 		r = serial_load(&m->serial, &l->serial, e);
+	if (r == 0 && l->have_pubmem)
+		r = pubmem_load(&m->pubmem, &l->pubmem, e);
 	if (r == 0)
 		r = vm_state_load_clock(&m->vm, l->vmst, e);
 	if (r == 0) {

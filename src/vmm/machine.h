@@ -16,6 +16,7 @@
 #include "dev/bus.h"
 #include "dev/debug_exit.h"
 #include "dev/i8042.h"
+#include "dev/pubmem.h"
 #include "dev/serial.h"
 #include "dev/vga.h"
 #include "state/section.h"
@@ -118,6 +119,7 @@ struct machine {
 	struct i8042 kbd;
 	struct vga vga;            /* text screen: sealvm memory, not guest RAM */
 	struct debug_exit dbg;
+	struct pubmem pubmem;      /* non-sensitive RAM, declared by the operator or the guest */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -187,8 +189,9 @@ bool machine_take_ext(struct machine *m, uint32_t id, struct machine_ext_sec *ou
 bool machine_ext_pending(struct machine *m);
 void machine_ext_sec_free(struct machine_ext_sec *s);
 
-/* State sections. save_state needs the machine paused; it writes SERIAL, one VCPU
- * per vCPU in id order, VM (devices first, clock last), then the extension's sections. */
+/* State sections. save_state needs the machine paused; it writes SERIAL (and PUBMEM
+ * once anything was declared non-sensitive), one VCPU per vCPU in id order, VM
+ * (devices first, clock last), then the extension's sections. */
 int machine_save_config(struct machine *m, struct sec_writer *w, struct err *e);
 int machine_save_state(struct machine *m, struct sec_writer *w, enum machine_save_purpose p, struct err *e);
 
@@ -203,12 +206,13 @@ struct machine_loader {
 	struct vcpu_state *vcpu[VM_MAX_VCPUS];  /* by vCPU id */
 	struct vm_state *vmst;
 	struct serial_state serial;
-	bool have_vm, have_serial;
+	struct pubmem_state pubmem;
+	bool have_vm, have_serial, have_pubmem;
 	struct machine_ext_sec ext[MACHINE_EXT_SECTIONS];   /* CONSOLE, CONSOLE_KEY, CONSOLE_WRAP */
 };
 void machine_loader_init(struct machine_loader *l);
 void machine_loader_fini(struct machine_loader *l);
-/* Consumes one section of type VCPU, VM or SERIAL (header already read). */
+/* Consumes one section of type VCPU, VM, SERIAL or PUBMEM (header already read). */
 int machine_load_section(struct machine_loader *l, struct sec_reader *r, const struct sec_hdr *h,
 			 struct err *e);
 /* Checks the buffered state is complete for nr_vcpus vCPUs (every id once). */

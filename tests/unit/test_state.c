@@ -568,7 +568,7 @@ static void pages_round_trip(bool markers)
 
 static void test_unknown_id(void)
 {
-	static const uint32_t ids[] = { 0, 10, 15, 28, 31, 32, 1000, UINT32_MAX };
+	static const uint32_t ids[] = { 0, 11, 15, 28, 31, 47, 1000, UINT32_MAX };
 	uint8_t b[8] = { 0 };
 	struct err e;
 	size_t i;
@@ -584,7 +584,7 @@ static void test_unknown_id(void)
 		CHECK_MSG(&e, want);
 		ws_free(&s);
 	}
-	CHECK_STR(sec_name(10), "unknown");
+	CHECK_STR(sec_name(11), "unknown");
 	CHECK_STR(sec_name(UINT32_MAX), "unknown");
 	CHECK_STR(sec_name(SEC_PAGES), "PAGES");
 }
